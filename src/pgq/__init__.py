@@ -1,0 +1,55 @@
+"""pgq: a job queue that lives in your own PostgreSQL database.
+
+Enqueue inside your transaction, run ``pgq work``, and a job exists exactly when the
+business change that asked for it commits.
+"""
+
+from pgq.args import set_max_bytes as set_args_max_bytes
+from pgq.enqueue import enqueue, enqueue_many
+from pgq.errors import (
+    ArgsError,
+    ArgsTooLargeError,
+    DatabaseUnavailableError,
+    DatabaseUrlError,
+    Fail,
+    OptionError,
+    PgqError,
+    QueueNameError,
+    Retry,
+    SchemaError,
+    SessionTypeError,
+    Snooze,
+    TaskNameError,
+    TaskRegistrationError,
+    ValidationError,
+)
+from pgq.registry import JobSpec, Task, task
+from pgq.retry import Backoff
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgsError",
+    "ArgsTooLargeError",
+    "Backoff",
+    "DatabaseUnavailableError",
+    "DatabaseUrlError",
+    "Fail",
+    "JobSpec",
+    "OptionError",
+    "PgqError",
+    "QueueNameError",
+    "Retry",
+    "SchemaError",
+    "SessionTypeError",
+    "Snooze",
+    "Task",
+    "TaskNameError",
+    "TaskRegistrationError",
+    "ValidationError",
+    "__version__",
+    "enqueue",
+    "enqueue_many",
+    "set_args_max_bytes",
+    "task",
+]

@@ -1,0 +1,207 @@
+"""enqueue / enqueue_many: insert jobs inside the caller's own transaction.
+
+pgq never commits, never opens a connection of its own and never begins a transaction the
+caller does not know about: it runs one statement on the connection the caller's session
+already holds. Everything that could make PostgreSQL raise (and so abort the caller's
+transaction) is validated first, in Python.
+
+Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnection``,
+``psycopg.AsyncConnection``) return an awaitable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from pgq import options, store
+from pgq.args import encode_args
+from pgq.errors import SessionTypeError
+from pgq.registry import REGISTRY, JobSpec, Task
+
+Runner = Callable[[store.Statement], list[store.Row]]
+
+
+def enqueue(
+    session: Any,
+    task: str | Task,
+    args: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    delay: float | timedelta | None = None,
+    max_attempts: int | None = None,
+    unique_key: str | None = None,
+) -> Any:
+    """Insert one job in ``session``'s current transaction and return its id.
+
+    ``session`` is a SQLAlchemy ``Session``/``Connection``/``AsyncSession``/``AsyncConnection``
+    (psycopg 3 driver) or a psycopg 3 ``Connection``/``AsyncConnection``. With an async
+    session the result must be awaited. Options left as None take the registered task's
+    defaults (or pgq's: queue "default", priority 0, max_attempts 20). ``run_at`` (aware
+    datetime) or ``delay`` (seconds or timedelta) schedules the job for later.
+
+    Returns None, without error, when ``unique_key`` is held by a queued or running job.
+    Raises a :class:`pgq.ValidationError` subclass naming the bad field; nothing is sent then.
+
+    Example::
+
+        with Session(engine) as session, session.begin():
+            session.add(order)
+            pgq.enqueue(session, "emails.send_receipt", {"order_id": order.id})
+    """
+    name = task.name if isinstance(task, Task) else task
+    spec = JobSpec(name, dict(args or {}), queue, priority, run_at, delay, max_attempts,
+                   unique_key)
+    return enqueue_spec(session, spec)
+
+
+def enqueue_spec(session: Any, spec: JobSpec) -> Any:
+    """Enqueue one :class:`JobSpec`; see :func:`enqueue`."""
+    statement = store.insert_job(**_row(spec))
+    return _run(session, statement, _first_id)
+
+
+def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
+    """Insert many jobs in one statement and one round trip; return the new ids in input order.
+
+    Jobs skipped because their ``unique_key`` is live are left out of the result. Every job is
+    validated before anything is sent: one bad job raises and none is inserted.
+
+    Example::
+
+        pgq.enqueue_many(session, [send_receipt.spec(order_id=i) for i in order_ids])
+    """
+    rows = [_row(spec) for spec in jobs]
+    statement = store.insert_jobs(
+        queues=[r["queue"] for r in rows],
+        tasks=[r["task"] for r in rows],
+        args=[r["args"] for r in rows],
+        priorities=[r["priority"] for r in rows],
+        run_ats=[r["run_at"] for r in rows],
+        delays=[r["delay"] for r in rows],
+        max_attempts=[r["max_attempts"] for r in rows],
+        unique_keys=[r["unique_key"] for r in rows],
+    )
+    return _run(session, statement, _all_ids)
+
+
+def _row(spec: JobSpec) -> dict[str, Any]:
+    """The validated column values of one job, defaults filled from its registered task."""
+    if not isinstance(spec, JobSpec):
+        raise SessionTypeError(f"enqueue_many takes JobSpec items, not {type(spec).__name__}")
+    registered = REGISTRY.get(spec.task) if isinstance(spec.task, str) else None
+    run_at, delay = options.check_schedule(spec.run_at, spec.delay)
+    return {
+        "queue": options.check_queue(_pick(spec.queue, registered, "queue")),
+        "task": options.check_task_name(spec.task),
+        "args": encode_args(spec.args),
+        "priority": options.check_priority(_pick(spec.priority, registered, "priority")),
+        "run_at": run_at,
+        "delay": delay,
+        "max_attempts": options.check_max_attempts(
+            _pick(spec.max_attempts, registered, "max_attempts")
+        ),
+        "unique_key": options.check_unique_key(spec.unique_key),
+    }
+
+
+_DEFAULTS = {
+    "queue": options.QUEUE_DEFAULT,
+    "priority": options.PRIORITY_DEFAULT,
+    "max_attempts": options.MAX_ATTEMPTS_DEFAULT,
+}
+
+
+def _pick(value: Any, registered: Task | None, option: str) -> Any:
+    if value is not None:
+        return value
+    return getattr(registered, option) if registered else _DEFAULTS[option]
+
+
+def _first_id(rows: list[store.Row]) -> int | None:
+    return rows[0][0] if rows else None
+
+
+def _all_ids(rows: list[store.Row]) -> list[int]:
+    return [row[0] for row in rows]
+
+
+# --- running a statement on whatever the caller holds ----------------------------------------
+
+
+def _run(session: Any, statement: store.Statement, shape: Callable[[list[store.Row]], Any]) -> Any:
+    if isinstance(session, psycopg.Connection):
+        return shape(store.fetch(session, statement))
+    if isinstance(session, psycopg.AsyncConnection):
+        return _shaped(store.fetch_async(session, statement), shape)
+    sa_kind = _sqlalchemy_kind(session)
+    if sa_kind == "sync":
+        return shape(_fetch_sqlalchemy(_sync_connection(session), statement))
+    if sa_kind == "async":
+        return _shaped(_fetch_sqlalchemy_async(session, statement), shape)
+    raise SessionTypeError(
+        f"pgq cannot enqueue through a {type(session).__module__}.{type(session).__name__}; "
+        "pass the SQLAlchemy Session/Connection (sync or async) or psycopg connection "
+        "whose transaction the job belongs to"
+    )
+
+
+async def _shaped(rows: Awaitable[list[store.Row]], shape: Callable[[list[store.Row]], Any]) -> Any:
+    return shape(await rows)
+
+
+def _sqlalchemy_kind(session: Any) -> str | None:
+    try:
+        from sqlalchemy.engine import Connection, Engine
+        from sqlalchemy.orm import Session, scoped_session
+    except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
+        return None
+    if isinstance(session, Engine):
+        raise SessionTypeError("an Engine has no transaction; pass a Session or Connection "
+                               "from inside your transaction (engine.begin() / Session)")
+    if isinstance(session, Session | Connection | scoped_session):
+        return "sync"
+    try:
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    except ImportError:  # pragma: no cover - greenlet missing
+        return None
+    if isinstance(session, AsyncSession | AsyncConnection):
+        return "async"
+    return None
+
+
+def _sync_connection(session: Any) -> Any:
+    from sqlalchemy.engine import Connection
+
+    conn = session if isinstance(session, Connection) else session.connection()
+    _check_driver(conn.dialect)
+    return conn
+
+
+def _fetch_sqlalchemy(conn: Any, statement: store.Statement) -> list[store.Row]:
+    # exec_driver_sql runs the statement through SQLAlchemy so it autobegins the transaction
+    # and keeps its own bookkeeping right, while psycopg still binds the parameters.
+    result = conn.exec_driver_sql(statement.query.decode(), statement.params)
+    return [tuple(row) for row in result.fetchall()]
+
+
+async def _fetch_sqlalchemy_async(session: Any, statement: store.Statement) -> list[store.Row]:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    conn = session if isinstance(session, AsyncConnection) else await session.connection()
+    _check_driver(conn.dialect)
+    result = await conn.exec_driver_sql(statement.query.decode(), statement.params)
+    return [tuple(row) for row in result.fetchall()]
+
+
+def _check_driver(dialect: Any) -> None:
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        raise SessionTypeError(
+            f"pgq needs PostgreSQL through the psycopg 3 driver, not {dialect.name}+"
+            f"{dialect.driver}; create the engine with a postgresql+psycopg:// URL"
+        )

@@ -1,0 +1,87 @@
+"""Every error pgq raises, under one base class, plus the control exceptions tasks raise.
+
+Each exception's docstring is its default message, so ``raise QueueNameError()`` reads well
+and callers can still pass a sentence that names the exact field and problem.
+"""
+
+from __future__ import annotations
+
+
+class PgqError(Exception):
+    """pgq failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ValidationError(PgqError, ValueError):
+    """A value given to pgq is not valid; nothing was sent to the database."""
+
+
+class ArgsError(ValidationError):
+    """The job arguments cannot be stored as JSON."""
+
+
+class ArgsTooLargeError(ArgsError):
+    """The job arguments are larger than the size cap."""
+
+
+class QueueNameError(ValidationError):
+    """The queue name is not valid."""
+
+
+class TaskNameError(ValidationError):
+    """The task name is not valid."""
+
+
+class OptionError(ValidationError):
+    """A job option (priority, max_attempts, run_at, delay, unique_key) is not valid."""
+
+
+class SessionTypeError(PgqError, TypeError):
+    """pgq cannot enqueue through this kind of object."""
+
+
+class DatabaseUrlError(PgqError):
+    """The database URL is not valid."""
+
+
+class DatabaseUnavailableError(PgqError):
+    """The database cannot be reached."""
+
+
+class SchemaError(PgqError):
+    """The pgq schema is missing or older than this version of pgq; run `pgq migrate`."""
+
+
+class TaskRegistrationError(PgqError):
+    """A task cannot be registered."""
+
+
+class ControlFlow(Exception):  # noqa: N818 - these are outcomes, not errors
+    """Base of the exceptions a task raises to choose its outcome."""
+
+
+class Retry(ControlFlow):
+    """Run the job again after ``delay`` seconds (or the task's backoff); counts as an attempt."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class Snooze(ControlFlow):
+    """Run the job again after ``delay`` seconds; does not count as an attempt."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"snoozed for {delay}s")
+        self.delay = delay
+
+
+class Fail(ControlFlow):
+    """Mark the job failed now, without further retries."""
+
+    def __init__(self, reason: str = "failed by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,171 @@
+"""Tasks: the ``@pgq.task`` decorator and the registry a worker looks names up in.
+
+A worker runs a job only if its task name is registered in that process (guarantee 5):
+nothing is ever imported or evaluated from a name read from the database.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pgq import options
+from pgq.errors import TaskRegistrationError
+from pgq.retry import DEFAULT_BACKOFF, Backoff
+
+LEASE_DEFAULT = 30.0  # seconds; the worker may override the default, a task may override both
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to enqueue: what :func:`pgq.enqueue_many` takes, and what tasks' ``.spec()`` makes."""
+
+    task: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
+    max_attempts: int | None = None
+    unique_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A registered task. Call it like the function; enqueue it with ``.enqueue(session, **kwargs)``."""
+
+    func: Callable[..., Any]
+    name: str
+    queue: str = options.QUEUE_DEFAULT
+    priority: int = options.PRIORITY_DEFAULT
+    max_attempts: int = options.MAX_ATTEMPTS_DEFAULT
+    lease: float | None = None
+    timeout: float | None = None
+    backoff: Backoff = DEFAULT_BACKOFF
+    pass_context: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def spec(self, **kwargs: Any) -> JobSpec:
+        """A :class:`JobSpec` for this task with ``kwargs`` as its arguments and its defaults."""
+        return JobSpec(task=self.name, args=kwargs)
+
+    def configure(self, **job_options: Any) -> TaskCall:
+        """Override job options for one enqueue: ``task.configure(delay=60).enqueue(session, x=1)``.
+
+        Accepts queue, priority, run_at, delay, max_attempts and unique_key.
+        """
+        return TaskCall(self, JobSpec(task=self.name, **job_options))
+
+    def enqueue(self, session: Any, **kwargs: Any) -> Any:
+        """Enqueue this task with ``kwargs`` as its arguments in ``session``'s transaction.
+
+        Returns the job id (awaitable for async sessions). See :func:`pgq.enqueue`.
+        """
+        return TaskCall(self, JobSpec(task=self.name)).enqueue(session, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCall:
+    """A task with per-call job options, from :meth:`Task.configure`."""
+
+    task: Task
+    options: JobSpec
+
+    def spec(self, **kwargs: Any) -> JobSpec:
+        return replace(self.options, args=kwargs)
+
+    def enqueue(self, session: Any, **kwargs: Any) -> Any:
+        from pgq.enqueue import enqueue_spec
+
+        return enqueue_spec(session, self.spec(**kwargs))
+
+
+class Registry:
+    """Task names → tasks, for one process."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def add(self, task: Task) -> Task:
+        existing = self._tasks.get(task.name)
+        if existing is not None and _origin(existing.func) != _origin(task.func):
+            raise TaskRegistrationError(
+                f"task name {task.name!r} is already registered by "
+                f"{_origin(existing.func)}; give one of them another name"
+            )
+        self._tasks[task.name] = task
+        return task
+
+    def get(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
+    def remove(self, name: str) -> None:
+        self._tasks.pop(name, None)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def queues(self) -> list[str]:
+        return sorted({task.queue for task in self._tasks.values()})
+
+
+REGISTRY = Registry()
+
+
+def task(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str = options.QUEUE_DEFAULT,
+    priority: int = options.PRIORITY_DEFAULT,
+    max_attempts: int = options.MAX_ATTEMPTS_DEFAULT,
+    lease: float | None = None,
+    timeout: float | None = None,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    pass_context: bool = False,
+    registry: Registry | None = None,
+) -> Any:
+    """Register a function as a task. Use as ``@pgq.task`` or ``@pgq.task(queue="emails")``.
+
+    ``name`` defaults to ``module.function``. ``lease`` (seconds) overrides the worker's lease
+    for long jobs; ``timeout`` (seconds) bounds one attempt; ``backoff`` sets the retry delays;
+    ``pass_context=True`` passes a :class:`pgq.JobContext` as the first argument.
+    Raises TaskRegistrationError or a ValidationError naming the bad option.
+    """
+
+    def register(fn: Callable[..., Any]) -> Task:
+        if not callable(fn):
+            raise TaskRegistrationError(f"@pgq.task needs a function, not {fn!r}")
+        for label, value in (("lease", lease), ("timeout", timeout)):
+            if value is not None and not value > 0:
+                raise TaskRegistrationError(f"{label} must be a positive number of seconds")
+        new = Task(
+            func=fn,
+            name=options.check_task_name(name or f"{fn.__module__}.{fn.__qualname__}"),
+            queue=options.check_queue(queue),
+            priority=options.check_priority(priority),
+            max_attempts=options.check_max_attempts(max_attempts),
+            lease=lease,
+            timeout=timeout,
+            backoff=backoff,
+            pass_context=pass_context,
+        )
+        return (registry or REGISTRY).add(new)
+
+    return register(func) if func is not None else register
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
