@@ -60,8 +60,10 @@ def _check(value: Any, path: str, depth: int) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ArgsError(f"{path} has a key {key!r} of type {type(key).__name__}; "
-                                "JSON object keys must be strings")
+                raise ArgsError(
+                    f"{path} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys must be strings"
+                )
             _check_text(key, f"{path} key {key!r}")
             _check(item, f"{path}[{key!r}]", depth + 1)
         return
@@ -69,8 +71,10 @@ def _check(value: Any, path: str, depth: int) -> None:
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]", depth + 1)
         return
-    raise ArgsError(f"{path} is a {type(value).__name__}, which is not JSON-serialisable; "
-                    "pass str, int, float, bool, None, lists or dicts")
+    raise ArgsError(
+        f"{path} is a {type(value).__name__}, which is not JSON-serialisable; "
+        "pass str, int, float, bool, None, lists or dicts"
+    )
 
 
 def _check_text(text: str, path: str) -> None:
@@ -79,5 +83,6 @@ def _check_text(text: str, path: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ArgsError(f"{path} contains a lone surrogate at position {exc.start}; "
-                        "it is not valid Unicode") from None
+        raise ArgsError(
+            f"{path} contains a lone surrogate at position {exc.start}; it is not valid Unicode"
+        ) from None

@@ -30,12 +30,15 @@ def to_libpq_url(url: str) -> str:
     """``postgresql+psycopg://…`` → ``postgresql://…``; raise DatabaseUrlError if not PostgreSQL."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise DatabaseUrlError(f"database URL {redact(url)!r} is not a URL like "
-                               "postgresql://user@host:5432/dbname")
+        raise DatabaseUrlError(
+            f"database URL {redact(url)!r} is not a URL like postgresql://user@host:5432/dbname"
+        )
     base, _, driver = scheme.partition("+")
     if base not in ("postgresql", "postgres") or driver not in ("", "psycopg"):
-        raise DatabaseUrlError(f"database URL scheme {scheme!r} is not supported; use "
-                               "postgresql:// or postgresql+psycopg://")
+        raise DatabaseUrlError(
+            f"database URL scheme {scheme!r} is not supported; use "
+            "postgresql:// or postgresql+psycopg://"
+        )
     libpq = f"postgresql://{rest}"
     try:
         conninfo_to_dict(libpq)

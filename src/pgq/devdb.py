@@ -66,8 +66,9 @@ def scratch_database(server: Server, prefix: str = "pgq_test") -> Iterator[str]:
         yield server.database_url(name)
     finally:
         with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def answers(url: str, timeout: int = 2) -> bool:
@@ -113,17 +114,51 @@ def throwaway_cluster(port: int | None = None) -> Iterator[Server]:
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
     as_user = _run_as_postgres(root)
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l",
-                    str(root / "server.log"), "-w", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
-        yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres",
-                     f"a throwaway cluster in {root} (port {port})")
+        yield Server(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            f"a throwaway cluster in {root} (port {port})",
+        )
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -145,6 +180,7 @@ def _run_as_postgres(root: Path) -> list[str]:
 def _pg_bin(name: str) -> str:
     candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
     if not candidates:
-        raise FileNotFoundError(f"{name} not found: install PostgreSQL's server binaries "
-                                "or set PGQ_TEST_DATABASE_URL")
+        raise FileNotFoundError(
+            f"{name} not found: install PostgreSQL's server binaries or set PGQ_TEST_DATABASE_URL"
+        )
     return str(candidates[0])

@@ -55,8 +55,7 @@ def enqueue(
             pgq.enqueue(session, "emails.send_receipt", {"order_id": order.id})
     """
     name = task.name if isinstance(task, Task) else task
-    spec = JobSpec(name, dict(args or {}), queue, priority, run_at, delay, max_attempts,
-                   unique_key)
+    spec = JobSpec(name, dict(args or {}), queue, priority, run_at, delay, max_attempts, unique_key)
     return enqueue_spec(session, spec)
 
 
@@ -162,8 +161,10 @@ def _sqlalchemy_kind(session: Any) -> str | None:
     except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
         return None
     if isinstance(session, Engine):
-        raise SessionTypeError("an Engine has no transaction; pass a Session or Connection "
-                               "from inside your transaction (engine.begin() / Session)")
+        raise SessionTypeError(
+            "an Engine has no transaction; pass a Session or Connection "
+            "from inside your transaction (engine.begin() / Session)"
+        )
     if isinstance(session, Session | Connection | scoped_session):
         return "sync"
     try:

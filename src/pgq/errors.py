@@ -58,7 +58,7 @@ class TaskRegistrationError(PgqError):
     """A task cannot be registered."""
 
 
-class ControlFlow(Exception):  # noqa: N818 - these are outcomes, not errors
+class ControlFlow(Exception):
     """Base of the exceptions a task raises to choose its outcome."""
 
 

@@ -68,14 +68,20 @@ def check_schema(conn: psycopg.Connection[Any]) -> None:
     """Raise SchemaError, saying what to run, unless the schema matches this code."""
     found = schema_version(conn)
     if found is None:
-        raise SchemaError("the pgq schema is missing in this database; run `pgq migrate` "
-                          "(or `alembic upgrade heads` if pgq is a branch of your migrations)")
+        raise SchemaError(
+            "the pgq schema is missing in this database; run `pgq migrate` "
+            "(or `alembic upgrade heads` if pgq is a branch of your migrations)"
+        )
     if found < SCHEMA_VERSION:
-        raise SchemaError(f"the pgq schema is at version {found}, this pgq needs "
-                          f"{SCHEMA_VERSION}; run `pgq migrate`")
+        raise SchemaError(
+            f"the pgq schema is at version {found}, this pgq needs "
+            f"{SCHEMA_VERSION}; run `pgq migrate`"
+        )
     if found > SCHEMA_VERSION:
-        raise SchemaError(f"the pgq schema is at version {found}, newer than this pgq "
-                          f"({SCHEMA_VERSION}); upgrade the pgq package")
+        raise SchemaError(
+            f"the pgq schema is at version {found}, newer than this pgq "
+            f"({SCHEMA_VERSION}); upgrade the pgq package"
+        )
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

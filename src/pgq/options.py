@@ -29,11 +29,11 @@ def check_queue(queue: object) -> str:
     if not isinstance(queue, str) or not queue:
         raise QueueNameError(f"queue name must be a non-empty string, not {queue!r}")
     if len(queue.encode()) > QUEUE_NAME_MAX_BYTES:
-        raise QueueNameError(f"queue name {queue[:70]!r}... is longer than "
-                             f"{QUEUE_NAME_MAX_BYTES} bytes")
+        raise QueueNameError(
+            f"queue name {queue[:70]!r}... is longer than {QUEUE_NAME_MAX_BYTES} bytes"
+        )
     if not _QUEUE_NAME.fullmatch(queue):
-        raise QueueNameError(f"queue name {queue!r} may contain only letters, digits "
-                             "and _ . : -")
+        raise QueueNameError(f"queue name {queue!r} may contain only letters, digits and _ . : -")
     return queue
 
 
@@ -41,8 +41,10 @@ def check_task_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise TaskNameError(f"task name must be a non-empty string, not {name!r}")
     if "\x00" in name or len(name.encode("utf-8", "replace")) > TASK_NAME_MAX_BYTES:
-        raise TaskNameError(f"task name {name[:70]!r} must be at most {TASK_NAME_MAX_BYTES} "
-                            "bytes with no NUL character")
+        raise TaskNameError(
+            f"task name {name[:70]!r} must be at most {TASK_NAME_MAX_BYTES} "
+            "bytes with no NUL character"
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -54,8 +56,7 @@ def check_priority(priority: object) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise OptionError(f"priority must be an integer, not {priority!r}")
     if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise OptionError(f"priority {priority} is out of range "
-                          f"[{PRIORITY_MIN}, {PRIORITY_MAX}]")
+        raise OptionError(f"priority {priority} is out of range [{PRIORITY_MIN}, {PRIORITY_MAX}]")
     return priority
 
 
@@ -63,8 +64,9 @@ def check_max_attempts(max_attempts: object) -> int:
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
         raise OptionError(f"max_attempts must be an integer, not {max_attempts!r}")
     if not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
-        raise OptionError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_MAX}, "
-                          f"not {max_attempts}")
+        raise OptionError(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS_MAX}, not {max_attempts}"
+        )
     return max_attempts
 
 
@@ -76,8 +78,10 @@ def check_schedule(run_at: object, delay: object) -> tuple[datetime | None, floa
         if not isinstance(run_at, datetime):
             raise OptionError(f"run_at must be a datetime, not {type(run_at).__name__}")
         if run_at.tzinfo is None or run_at.utcoffset() is None:
-            raise OptionError("run_at is a naive datetime; pass a timezone-aware one, "
-                              "e.g. datetime.now(timezone.utc)")
+            raise OptionError(
+                "run_at is a naive datetime; pass a timezone-aware one, "
+                "e.g. datetime.now(timezone.utc)"
+            )
         return run_at, 0.0
     if delay is None:
         return None, 0.0
@@ -85,8 +89,7 @@ def check_schedule(run_at: object, delay: object) -> tuple[datetime | None, floa
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise OptionError(f"delay must be seconds or a timedelta, not {delay!r}")
     if not math.isfinite(seconds) or not 0 <= seconds <= DELAY_MAX_SECONDS:
-        raise OptionError(f"delay must be between 0 and {DELAY_MAX_SECONDS} seconds, "
-                          f"not {seconds}")
+        raise OptionError(f"delay must be between 0 and {DELAY_MAX_SECONDS} seconds, not {seconds}")
     return None, float(seconds)
 
 
@@ -96,8 +99,9 @@ def check_unique_key(key: object) -> str | None:
     if not isinstance(key, str) or not key:
         raise OptionError(f"unique_key must be a non-empty string or None, not {key!r}")
     if "\x00" in key or len(key.encode("utf-8", "replace")) > UNIQUE_KEY_MAX_BYTES:
-        raise OptionError(f"unique_key must be at most {UNIQUE_KEY_MAX_BYTES} bytes "
-                          "with no NUL character")
+        raise OptionError(
+            f"unique_key must be at most {UNIQUE_KEY_MAX_BYTES} bytes with no NUL character"
+        )
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:

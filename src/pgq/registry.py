@@ -21,7 +21,7 @@ LEASE_DEFAULT = 30.0  # seconds; the worker may override the default, a task may
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """One job to enqueue: what :func:`pgq.enqueue_many` takes, and what tasks' ``.spec()`` makes."""
+    """One job to enqueue: what :func:`pgq.enqueue_many` takes and ``Task.spec()`` makes."""
 
     task: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -35,7 +35,7 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Task:
-    """A registered task. Call it like the function; enqueue it with ``.enqueue(session, **kwargs)``."""
+    """A registered task: call it like the function, enqueue it with ``.enqueue(session, ...)``."""
 
     func: Callable[..., Any]
     name: str

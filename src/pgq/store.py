@@ -50,7 +50,6 @@ async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) 
         return await cur.fetchall() if cur.description else []
 
 
-
 # --- statements -----------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ CREATE TABLE pgq.jobs (
     finished_at      timestamptz,
     errors           jsonb NOT NULL DEFAULT '[]'::jsonb,
     unique_key       text,
+    cancel_requested boolean NOT NULL DEFAULT false,
     CONSTRAINT jobs_queue_valid CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,63}$'),
     CONSTRAINT jobs_task_valid CHECK (length(task) BETWEEN 1 AND 255),
     CONSTRAINT jobs_max_attempts_positive CHECK (max_attempts >= 1),

@@ -7,8 +7,6 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from pgq import migrate as migrations
-from pgq.db import connect, redact, resolve_database_url
 from pgq.errors import PgqError
 
 app = typer.Typer(
@@ -41,28 +39,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-@app.command()
-def migrate(
-    database_url: DatabaseUrl = None,
-    sql: Annotated[
-        bool, typer.Option("--sql", help="Print the DDL instead of applying it.")
-    ] = False,
-) -> None:
-    """Create or upgrade the pgq schema. Safe to run again: a no-op when up to date."""
-    if sql:
-        typer.echo(migrations.upgrade_sql(), nl=False)
-        return
-    try:
-        url = resolve_database_url(database_url)
-        migrations.upgrade(url)
-        with connect(url) as conn:
-            version = migrations.schema_version(conn)
-    except PgqError as exc:
-        fail(str(exc))
-    typer.echo(f"pgq schema is at version {version} on {redact(url)}")
+def _register_commands() -> None:
+    # Each module adds its commands to `app` when imported; one module per area.
+    from pgq.cli import schema  # noqa: F401
 
 
 def main() -> None:
+    _register_commands()
     try:
         app()
     except PgqError as exc:  # anything a command did not turn into a message itself
