@@ -19,39 +19,53 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+from pgq.db import to_libpq_url
+
 TEST_URL_ENV = "PGQ_TEST_DATABASE_URL"
 LOCAL_URL = "postgresql://postgres@localhost:5432/postgres"
 POSTGRES_IMAGE = "postgres:16-alpine"
+PROBE_TIMEOUT_DEFAULT = 2  # seconds to wait for a server (or a Docker engine) to answer
+# Enough to fail a "CREATE DATABASE" stuck behind another session's template lock quickly.
+ADMIN_CONNECT_TIMEOUT = 10
 
 
 @dataclass
 class Server:
     url: str  # a URL of the server's maintenance database
     source: str  # how it was found, for humans
+    data_dir: Path | None = None  # set for a throwaway cluster: removed when it stops
 
     def database_url(self, dbname: str) -> str:
-        return psycopg.conninfo.make_conninfo(self.url, dbname=dbname)
+        """The URL of database ``dbname`` on this server (a URL, not a key=value string)."""
+        return urlunsplit(urlsplit(self.url)._replace(path="/" + quote(dbname, safe="")))
 
 
 @contextlib.contextmanager
-def find_server(*, log: Callable[[str], None] = lambda _: None) -> Iterator[Server]:
-    """Yield the first server that answers; stop it afterwards if it was started here."""
+def find_server(
+    *, log: Callable[[str], None] = lambda _: None, local_url: str = LOCAL_URL
+) -> Iterator[Server]:
+    """Yield the first server that answers; stop it afterwards if it was started here.
+
+    ``local_url`` is the server probed in step 3 (tests point it elsewhere to reach step 4).
+    """
     if os.environ.get(TEST_URL_ENV):
-        yield Server(os.environ[TEST_URL_ENV], f"${TEST_URL_ENV}")
+        yield Server(to_libpq_url(os.environ[TEST_URL_ENV]), f"${TEST_URL_ENV}")
         return
     if docker_answers():
         log("a Docker engine answers: starting PostgreSQL with testcontainers")
         with _testcontainer() as server:
             yield server
         return
-    if answers(LOCAL_URL):
-        yield Server(LOCAL_URL, "the server on localhost:5432")
+    where = urlsplit(local_url).netloc.rpartition("@")[2]
+    if answers(local_url):
+        yield Server(local_url, f"the server on {where}")
         return
-    log("no server on localhost:5432: starting a throwaway cluster with initdb")
+    log(f"no server answers on {where}: starting a throwaway cluster with initdb")
     with throwaway_cluster() as server:
         yield server
 
@@ -60,18 +74,29 @@ def find_server(*, log: Callable[[str], None] = lambda _: None) -> Iterator[Serv
 def scratch_database(server: Server, prefix: str = "pgq_test") -> Iterator[str]:
     """Create a fresh database on ``server``, yield its URL, drop it afterwards."""
     name = f"{prefix}_{os.getpid()}_{os.urandom(3).hex()}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = recreate_database(server, name)
     try:
-        yield server.database_url(name)
+        yield url
     finally:
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(server, name)
 
 
-def answers(url: str, timeout: int = 2) -> bool:
+def recreate_database(server: Server, name: str) -> str:
+    """Drop database ``name`` if it exists (disconnecting its sessions), create it empty."""
+    drop_database(server, name)
+    with psycopg.connect(server.url, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.database_url(name)
+
+
+def drop_database(server: Server, name: str) -> None:
+    """Drop database ``name`` if it exists, even while sessions are connected to it."""
+    with psycopg.connect(server.url, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def answers(url: str, timeout: int = PROBE_TIMEOUT_DEFAULT) -> bool:
+    """True when a PostgreSQL server accepts a connection to ``url``."""
     try:
         with psycopg.connect(url, connect_timeout=timeout):
             return True
@@ -86,16 +111,19 @@ def docker_answers() -> bool:
     except ImportError:
         return False
     try:
-        client = docker.from_env(timeout=3)
+        client = docker.from_env(timeout=PROBE_TIMEOUT_DEFAULT)
         client.ping()
         return True
-    except Exception:
+    except Exception:  # no socket, no permission, engine down: all mean "no Docker here"
         return False
 
 
 @contextlib.contextmanager
 def _testcontainer() -> Iterator[Server]:
-    from testcontainers.postgres import PostgresContainer
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the "community" split
+        from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
         yield Server(container.get_connection_url(), f"testcontainers ({POSTGRES_IMAGE})")
@@ -106,59 +134,26 @@ def throwaway_cluster(port: int | None = None) -> Iterator[Server]:
     """initdb + pg_ctl in a temporary directory; stopped and removed afterwards.
 
     PostgreSQL refuses to run as root, so as root the cluster runs as the ``postgres`` user.
+    Raises RuntimeError, with the tool's own output, when the cluster cannot be started.
     """
-    initdb = shutil.which("initdb") or _pg_bin("initdb")
-    pg_ctl = shutil.which("pg_ctl") or _pg_bin("pg_ctl")
     port = port or free_port()
     root = Path(tempfile.mkdtemp(prefix="pgq-cluster-"))
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    as_user = _run_as_postgres(root)
-    subprocess.run(
-        [
-            *as_user,
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *as_user,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "server.log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    data = root / "data"
     try:
-        yield Server(
-            f"postgresql://postgres@127.0.0.1:{port}/postgres",
-            f"a throwaway cluster in {root} (port {port})",
-        )
+        (root / "sockets").mkdir()
+        as_user = _run_as_postgres(root)
+        _initdb(as_user, data)
+        _pg_ctl(as_user, data, "start", "-o", _server_options(root, port), "-l", root / "log")
+        try:
+            yield Server(
+                f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                f"a throwaway cluster in {root} (port {port})",
+                data_dir=root,
+            )
+        finally:
+            # immediate: nothing in a throwaway cluster is worth a checkpoint.
+            _pg_ctl(as_user, data, "stop", "-m", "immediate", check=False)
     finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
-            capture_output=True,
-        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -166,6 +161,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _initdb(as_user: list[str], data: Path) -> None:
+    args = ["-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+    _run([*as_user, _pg_bin("initdb"), *args])
+
+
+def _pg_ctl(
+    as_user: list[str], data: Path, action: str, *options: str | Path, check: bool = True
+) -> None:
+    command = [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-w", *map(str, options), action]
+    _run(command, check=check)
+
+
+def _server_options(root: Path, port: int) -> str:
+    # fsync off: a throwaway cluster trades durability for speed; it never outlives the run.
+    return f"-p {port} -k {root / 'sockets'} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+
+def _run(command: list[str], check: bool = True) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        output = " ".join((done.stderr or done.stdout).split())
+        raise RuntimeError(f"`{' '.join(command)}` failed: {output}")
 
 
 def _run_as_postgres(root: Path) -> list[str]:
@@ -178,9 +197,17 @@ def _run_as_postgres(root: Path) -> list[str]:
 
 
 def _pg_bin(name: str) -> str:
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    found = shutil.which(name)
+    if found:
+        return found
+    # Debian layout, newest major version first (numerically: 9 is older than 15).
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+        reverse=True,
+    )
     if not candidates:
         raise FileNotFoundError(
-            f"{name} not found: install PostgreSQL's server binaries or set PGQ_TEST_DATABASE_URL"
+            f"{name} not found: install PostgreSQL's server binaries or set {TEST_URL_ENV}"
         )
     return str(candidates[0])
