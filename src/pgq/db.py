@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from pgq import store
 from pgq.errors import DatabaseUnavailableError, DatabaseUrlError
+
+log = logging.getLogger("pgq.db")
 
 DATABASE_URL_DEFAULT = "postgresql://postgres@localhost:5432/postgres"
 URL_ENV_VARS = ("PGQ_DATABASE_URL", "DATABASE_URL")
@@ -82,3 +88,62 @@ async def connect_async(url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]
 def _unavailable(url: str, exc: Exception) -> str:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     return f"cannot connect to {redact(url)}: {reason}"
+
+
+RECONNECT_DELAY_MIN = 0.1  # seconds; doubles after each failed try
+RECONNECT_DELAY_MAX = 5.0
+
+
+class ReconnectingConnection:
+    """One async autocommit connection that comes back after the server drops it.
+
+    :meth:`execute` runs a statement once; on a connection error it closes the connection
+    and raises, and the next call reconnects, waiting with capped exponential backoff so a
+    database that is down is not hammered and the caller does not spin.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._name = name
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._delay = 0.0
+        self.reconnects = 0
+
+    async def connection(self) -> psycopg.AsyncConnection[Any]:
+        while self._conn is None or self._conn.closed:
+            if self._delay:
+                await asyncio.sleep(self._delay)
+            try:
+                self._conn = await connect_async(self._url, autocommit=True,
+                                                 application_name=f"pgq {self._name}")
+            except DatabaseUnavailableError as exc:
+                self._delay = min(max(self._delay * 2, RECONNECT_DELAY_MIN), RECONNECT_DELAY_MAX)
+                log.warning("%s connection: %s; retrying in %.1fs", self._name, exc, self._delay)
+                continue
+            if self._delay:
+                self.reconnects += 1
+                log.info("%s connection re-established", self._name)
+            self._delay = 0.0
+        return self._conn
+
+    async def execute(self, statement: store.Statement) -> list[store.Row]:
+        conn = await self.connection()
+        try:
+            return await store.fetch_async(conn, statement)
+        except psycopg.OperationalError:
+            await self.discard()
+            raise
+
+    async def discard(self) -> None:
+        """Drop the connection after an error; the next use reconnects (after a pause)."""
+        conn, self._conn = self._conn, None
+        self._delay = max(self._delay, RECONNECT_DELAY_MIN)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()

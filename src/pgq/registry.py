@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pgq import options
-from pgq.errors import TaskRegistrationError
+from pgq.errors import OptionError, TaskRegistrationError
 from pgq.retry import DEFAULT_BACKOFF, Backoff
 
+# The per-job options Task.configure() and JobSpec accept besides task and args.
+JOB_OPTIONS = frozenset({"queue", "priority", "run_at", "delay", "max_attempts", "unique_key"})
 LEASE_DEFAULT = 30.0  # seconds; the worker may override the default, a task may override both
 
 
@@ -46,6 +48,7 @@ class Task:
     timeout: float | None = None
     backoff: Backoff = DEFAULT_BACKOFF
     pass_context: bool = False
+    on_failure: Callable[[Any, BaseException | None], None] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -56,21 +59,34 @@ class Task:
 
     def spec(self, **kwargs: Any) -> JobSpec:
         """A :class:`JobSpec` for this task with ``kwargs`` as its arguments and its defaults."""
-        return JobSpec(task=self.name, args=kwargs)
+        return self.configure().spec(**kwargs)
 
     def configure(self, **job_options: Any) -> TaskCall:
         """Override job options for one enqueue: ``task.configure(delay=60).enqueue(session, x=1)``.
 
-        Accepts queue, priority, run_at, delay, max_attempts and unique_key.
+        Accepts queue, priority, run_at, delay, max_attempts and unique_key; an option left
+        out or None keeps the task's default. Raises OptionError for any other name.
         """
-        return TaskCall(self, JobSpec(task=self.name, **job_options))
+        unknown = sorted(set(job_options) - JOB_OPTIONS)
+        if unknown:
+            raise OptionError(
+                f"{self.name}.configure() got unknown option(s) {', '.join(unknown)}; "
+                f"it accepts {', '.join(sorted(JOB_OPTIONS))}"
+            )
+        # The task's own defaults go into the spec, so they hold whichever registry the
+        # task lives in (enqueue only looks names up in the global one).
+        defaults = JobSpec(
+            task=self.name, queue=self.queue, priority=self.priority, max_attempts=self.max_attempts
+        )
+        chosen = {key: value for key, value in job_options.items() if value is not None}
+        return TaskCall(self, replace(defaults, **chosen))
 
     def enqueue(self, session: Any, **kwargs: Any) -> Any:
         """Enqueue this task with ``kwargs`` as its arguments in ``session``'s transaction.
 
         Returns the job id (awaitable for async sessions). See :func:`pgq.enqueue`.
         """
-        return TaskCall(self, JobSpec(task=self.name)).enqueue(session, **kwargs)
+        return self.configure().enqueue(session, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +151,15 @@ def task(
     timeout: float | None = None,
     backoff: Backoff = DEFAULT_BACKOFF,
     pass_context: bool = False,
+    on_failure: Callable[[Any, BaseException | None], None] | None = None,
     registry: Registry | None = None,
 ) -> Any:
     """Register a function as a task. Use as ``@pgq.task`` or ``@pgq.task(queue="emails")``.
 
     ``name`` defaults to ``module.function``. ``lease`` (seconds) overrides the worker's lease
     for long jobs; ``timeout`` (seconds) bounds one attempt; ``backoff`` sets the retry delays;
-    ``pass_context=True`` passes a :class:`pgq.JobContext` as the first argument.
+    ``pass_context=True`` passes a :class:`pgq.JobContext` as the first argument;
+    ``on_failure(job, exc)`` is called after each failed attempt (for error trackers).
     Raises TaskRegistrationError or a ValidationError naming the bad option.
     """
 
@@ -153,7 +171,9 @@ def task(
                 raise TaskRegistrationError(f"{label} must be a positive number of seconds")
         new = Task(
             func=fn,
-            name=options.check_task_name(name or f"{fn.__module__}.{fn.__qualname__}"),
+            name=options.check_task_name(
+                f"{fn.__module__}.{fn.__qualname__}" if name is None else name
+            ),
             queue=options.check_queue(queue),
             priority=options.check_priority(priority),
             max_attempts=options.check_max_attempts(max_attempts),
@@ -161,6 +181,7 @@ def task(
             timeout=timeout,
             backoff=backoff,
             pass_context=pass_context,
+            on_failure=on_failure,
         )
         return (registry or REGISTRY).add(new)
 

@@ -86,3 +86,77 @@ def insert_jobs(
 def get_schema_version() -> Statement:
     """The pgq schema version in this database, or NULL when pgq was never migrated."""
     return Statement("schema_version", {})
+
+
+def claim_jobs(
+    *,
+    queues: list[str],
+    tasks: list[str],
+    leases: list[float],
+    limit: int,
+    worker_id: str,
+    now: Any = None,
+) -> Statement:
+    """Claim up to ``limit`` due jobs; ``leases[i]`` is the lease in seconds of ``tasks[i]``.
+
+    Returns ``(id, queue, task, args, attempts, max_attempts, lease_token, priority, run_at,
+    created_at)`` per claimed job.
+    """
+    return Statement("job_claim", locals())
+
+
+def finish_jobs(
+    *,
+    ids: list[int],
+    tokens: list[int],
+    outcomes: list[str],
+    delays: list[float],
+    errors: list[str | None],
+) -> Statement:
+    """Write many attempts' outcomes, fenced by lease token; returns ``(id, state)`` applied."""
+    return Statement("job_finish_many", locals())
+
+
+def extend_leases(*, ids: list[int], tokens: list[int], leases: list[float]) -> Statement:
+    """Extend the leases of held jobs; returns ``(id, cancel_requested)`` for those still held."""
+    return Statement("job_extend_leases", locals())
+
+
+def listen() -> Statement:
+    """Subscribe this connection to enqueue notifications."""
+    return Statement("listen", {})
+
+
+def reap_expired_jobs(
+    *,
+    limit: int,
+    backoff_base: float,
+    backoff_factor: float,
+    backoff_cap: float,
+    backoff_jitter: float,
+    now: Any = None,
+) -> Statement:
+    """Requeue (with backoff) or fail up to ``limit`` running jobs whose lease lapsed.
+
+    Returns ``(id, queue, task, state, attempts, max_attempts, run_at, worker_id,
+    lease_expires_at)`` per reaped job; worker and lease are the ones that lapsed.
+    """
+    return Statement("job_reap_expired", locals())
+
+
+def prune_finished_jobs(*, state: str, retention: float, limit: int, now: Any = None) -> Statement:
+    """Delete up to ``limit`` jobs in finished ``state`` older than ``retention`` seconds.
+
+    Returns one row: ``(deleted,)``.
+    """
+    return Statement("job_prune_finished", locals())
+
+
+def try_reap_lock(*, key: int) -> Statement:
+    """Take the reaper's transaction-scoped advisory lock if free; returns ``(taken,)``."""
+    return Statement("job_reap_try_lock", locals())
+
+
+def try_prune_lock(*, key: int) -> Statement:
+    """Take the pruner's transaction-scoped advisory lock if free; returns ``(taken,)``."""
+    return Statement("job_prune_try_lock", locals())

@@ -1,0 +1,137 @@
+"""`pgq work`: run workers for the tasks of one or more application modules."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from pgq import options
+from pgq.cli import DatabaseUrl, app, fail
+from pgq.db import connect, redact, resolve_database_url
+from pgq.errors import PgqError
+from pgq.migrate import check_schema
+from pgq.registry import LEASE_DEFAULT, REGISTRY
+from pgq.worker import (
+    CONCURRENCY_DEFAULT,
+    GRACE_DEFAULT,
+    POLL_INTERVAL_DEFAULT,
+    Worker,
+    WorkerConfig,
+)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@app.command()
+def work(
+    apps: Annotated[
+        list[str],
+        typer.Option(
+            "--app",
+            envvar="PGQ_APP",
+            help="Module that registers tasks with @pgq.task, e.g. myapp.jobs. Repeatable; "
+            "$PGQ_APP may list several, comma-separated.",
+        ),
+    ] = [],  # noqa: B006
+    queues: Annotated[
+        list[str],
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Queue to work on. Repeatable. Default: every queue the registered tasks use.",
+            show_default=False,
+        ),
+    ] = [],  # noqa: B006
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1000, help="How many jobs run at once in this process.")
+    ] = CONCURRENCY_DEFAULT,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds a claimed job stays ours without a heartbeat; heartbeats "
+            "renew it every lease/3. A task's own lease= wins.",
+        ),
+    ] = LEASE_DEFAULT,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Seconds between polls when no notification arrives (the fallback "
+            "to LISTEN, and how scheduled jobs are found).",
+        ),
+    ] = POLL_INTERVAL_DEFAULT,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds running jobs get to finish after SIGTERM/SIGINT; the rest "
+            "are given back to the queue, not counted as an attempt.",
+        ),
+    ] = GRACE_DEFAULT,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit 0 once nothing is due and nothing is running.")
+    ] = False,
+    reaper: Annotated[
+        bool,
+        typer.Option(
+            "--reaper/--no-reaper",
+            help="Also run the reaper in this process (only one "
+            "process in the cluster does its work at a time).",
+        ),
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run a worker: claim due jobs, run them, retry failures; stop gracefully on SIGTERM."""
+    _configure_logging(log_level)
+    try:
+        url = resolve_database_url(database_url)
+        _import_apps(apps)
+        if len(REGISTRY) == 0:
+            fail(
+                "no task is registered: pass --app with the module that defines your "
+                "@pgq.task functions (or set PGQ_APP)"
+            )
+        for queue in queues:
+            options.check_queue(queue)
+        with connect(url) as conn:
+            check_schema(conn)
+    except PgqError as exc:
+        fail(str(exc))
+    config = WorkerConfig(
+        url, queues or None, concurrency, lease, poll_interval, grace, burst, run_reaper=reaper
+    )
+    logging.getLogger("pgq.worker").info("connecting to %s", redact(url))
+    worker = Worker(config)
+    worker.run()
+    if worker.abandoned_threads:
+        # Sync tasks that ignored the shutdown are still in their threads; their jobs were
+        # given back, and Python would wait for the threads forever at exit.
+        logging.shutdown()
+        os._exit(0)
+
+
+def _import_apps(apps: list[str]) -> None:
+    names = [name.strip() for entry in apps for name in entry.split(",") if name.strip()]
+    if not names:
+        fail("no --app given: pass the module that defines your tasks, e.g. --app myapp.jobs")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`, so --app finds the project
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            fail(f"cannot import --app {name!r}: {exc}")
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        fail(f"--log-level {level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    logging.basicConfig(level=numeric, format=LOG_FORMAT, stream=sys.stderr)

@@ -1,0 +1,124 @@
+"""Writing attempts' outcomes in batches, fenced by lease token.
+
+Outcomes queue up while a write is in flight, and the next write takes all of them: under
+load one statement finishes many jobs, when idle each outcome is written at once. A batch
+that cannot be written is retried; if it still fails, its jobs' leases simply lapse and the
+reaper gives them back. Nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pgq import store
+from pgq.runner import ClaimedJob, Outcome
+
+log = logging.getLogger("pgq.worker")
+
+WRITE_ATTEMPTS_DEFAULT = 5
+WRITE_RETRY_DELAY_DEFAULT = 0.2  # seconds, doubled after each failed write
+BATCH_MAX_DEFAULT = 1000
+
+Execute = Callable[[store.Statement], Awaitable[list[store.Row]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    job: ClaimedJob
+    outcome: Outcome
+
+
+class Completer:
+    """Collects outcomes and writes them with :func:`store.finish_jobs` through ``execute``."""
+
+    def __init__(self, execute: Execute, batch_max: int = BATCH_MAX_DEFAULT) -> None:
+        self._execute = execute
+        self._batch_max = batch_max
+        self._pending: list[Finished] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+        self.lost = 0  # outcomes not applied because the lease was no longer ours
+        self.given_up = 0  # outcomes that could not be written at all (leases will lapse)
+
+    def submit(self, job: ClaimedJob, outcome: Outcome) -> None:
+        self._pending.append(Finished(job, outcome))
+        self._ready.set()
+
+    def close(self) -> None:
+        """Ask :meth:`run` to return once everything submitted has been written."""
+        self._closing = True
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Write batches as outcomes arrive, until :meth:`close` and nothing is pending."""
+        while not (self._closing and not self._pending):
+            await self._ready.wait()
+            await self.run_once()
+
+    async def run_once(self) -> int:
+        """Write everything pending (in batches of at most ``batch_max``); return the count."""
+        written = 0
+        while self._pending:
+            batch = self._pending[: self._batch_max]
+            del self._pending[: self._batch_max]
+            await self._write_with_retries(batch)
+            written += len(batch)
+        if not self._closing:
+            self._ready.clear()
+        return written
+
+    async def _write_with_retries(self, batch: list[Finished]) -> None:
+        delay = WRITE_RETRY_DELAY_DEFAULT
+        for attempt in range(1, WRITE_ATTEMPTS_DEFAULT + 1):
+            try:
+                applied = await self._execute(_statement(batch))
+            except Exception as exc:
+                log.warning(
+                    "writing %d outcomes failed (try %d of %d): %s",
+                    len(batch),
+                    attempt,
+                    WRITE_ATTEMPTS_DEFAULT,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            self._report(batch, {row[0] for row in applied})
+            return
+        self.given_up += len(batch)
+        log.error(
+            "gave up writing %d outcomes (job ids %s); their leases will lapse and the "
+            "reaper will run them again",
+            len(batch),
+            [f.job.id for f in batch][:20],
+        )
+
+    def _report(self, batch: list[Finished], applied: set[int]) -> None:
+        for item in batch:
+            if item.job.id not in applied:
+                self.lost += 1
+                log.warning(
+                    "lease lost: job %d was taken back before its outcome %r was "
+                    "written; nothing was changed",
+                    item.job.id,
+                    item.outcome.kind,
+                    extra={
+                        "job_id": item.job.id,
+                        "task": item.job.task,
+                        "queue": item.job.queue,
+                        "attempt": item.job.attempt,
+                    },
+                )
+
+
+def _statement(batch: list[Finished]) -> store.Statement:
+    return store.finish_jobs(
+        ids=[f.job.id for f in batch],
+        tokens=[f.job.lease_token for f in batch],
+        outcomes=[f.outcome.kind for f in batch],
+        delays=[f.outcome.delay for f in batch],
+        errors=[f.outcome.error_json() for f in batch],
+    )

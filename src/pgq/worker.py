@@ -1,0 +1,356 @@
+"""The worker: claim due jobs, run them, write their outcomes; stop gracefully.
+
+One event loop drives everything. Sync tasks run in a thread pool of ``concurrency``
+threads, ``async def`` tasks on the loop. The worker holds a fixed set of connections
+whatever its concurrency: one to claim, one to write outcomes and heartbeats, one to
+LISTEN, and one for the reaper thread.
+
+Wake-ups: a NOTIFY for one of our queues, a slot freeing up after a full claim, a retry
+this worker scheduled coming due, or the poll interval (the fallback, and the way jobs
+scheduled by others are found). A worker that was woken keeps claiming until a claim
+comes back short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from secrets import token_hex
+from typing import Any
+
+import psycopg
+
+from pgq import store
+from pgq.completer import Completer
+from pgq.db import ReconnectingConnection
+from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
+from pgq.listener import Listener
+from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
+from pgq.runner import ClaimedJob, JobContext, Outcome, execute
+
+log = logging.getLogger("pgq.worker")
+
+CONCURRENCY_DEFAULT = 10
+POLL_INTERVAL_DEFAULT = 1.0
+GRACE_DEFAULT = 30.0
+RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdown
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker runs; every field has the default ``pgq work`` uses."""
+
+    database_url: str
+    queues: list[str] | None = None  # None: every queue a registered task uses
+    concurrency: int = CONCURRENCY_DEFAULT
+    lease: float = LEASE_DEFAULT
+    poll_interval: float = POLL_INTERVAL_DEFAULT
+    grace: float = GRACE_DEFAULT
+    burst: bool = False
+    run_reaper: bool = True
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{token_hex(2)}"
+    )
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    snoozed: int = 0
+    cancelled: int = 0
+    released: int = 0
+
+
+@dataclass(eq=False)
+class _Running:
+    job: ClaimedJob
+    ctx: JobContext
+    task: Task
+    handle: asyncio.Task[None]
+    lease: float
+
+
+class Worker:
+    """Runs registered tasks until stopped. ``Worker(config).run()`` blocks; see ``pgq work``."""
+
+    def __init__(self, config: WorkerConfig, registry: Registry = REGISTRY) -> None:
+        if len(registry) == 0:
+            raise ValueError("no task is registered; import the modules that define tasks")
+        self.config = config
+        self.registry = registry
+        self.stats = WorkerStats()
+        self.queues = config.queues or registry.queues()
+        self._names = [t.name for t in registry]
+        self._leases = [t.lease or config.lease for t in registry]
+        self._running: dict[int, _Running] = {}
+        self._stopping = threading.Event()  # set from a signal handler or another thread
+        self._signals = 0
+        self._abandoned_threads = False
+
+    # --- public entry points ----------------------------------------------------------------
+
+    def run(self) -> WorkerStats:
+        """Run until SIGTERM/SIGINT (or, in burst mode, until nothing is due)."""
+        return asyncio.run(self.run_async(install_signal_handlers=True))
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully; safe to call from any thread."""
+        self._stopping.set()
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake_all)
+
+    async def run_async(self, install_signal_handlers: bool = False) -> WorkerStats:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="pgq")
+        self._claim_db = ReconnectingConnection(self.config.database_url, "claim")
+        self._write_db = ReconnectingConnection(self.config.database_url, "writer")
+        self._completer = Completer(self._write_db.execute)
+        self._heartbeat = Heartbeat(
+            self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
+        )
+        self._listener = Listener(self.config.database_url, set(self.queues), self._wakeup.set)
+        if install_signal_handlers:
+            self._install_signal_handlers()
+        background = self._start_background()
+        log.info(
+            "worker %s started: queues %s, %d tasks, concurrency %d%s",
+            self.config.worker_id,
+            ",".join(self.queues),
+            len(self._names),
+            self.config.concurrency,
+            " (burst)" if self.config.burst else "",
+        )
+        try:
+            await self._claim_loop()
+        finally:
+            await self._shutdown(background)
+        return self.stats
+
+    # --- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.config.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait(self._slot_freed)
+                continue
+            self._wakeup.clear()
+            claimed = await self._claim(free)
+            if len(claimed) == free:
+                continue  # a full claim: more may be waiting
+            if self.config.burst:
+                if not claimed and not self._running:
+                    return
+                if not claimed:
+                    await self._wait(self._slot_freed)
+                continue
+            await self._wait(self._wakeup, self.config.poll_interval)
+
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
+        statement = store.claim_jobs(
+            queues=self.queues,
+            tasks=self._names,
+            leases=self._leases,
+            limit=limit,
+            worker_id=self.config.worker_id,
+        )
+        try:
+            rows = await self._claim_db.execute(statement)
+        except psycopg.Error as exc:
+            log.warning("claiming failed: %s", " ".join(str(exc).split()))
+            # A lost connection waits in its reconnect backoff; anything else waits here,
+            # so a persistent error never makes the loop spin.
+            await self._wait(self._wakeup, self.config.poll_interval)
+            return []
+        jobs = sorted(
+            (ClaimedJob.from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id)
+        )
+        for job in jobs:
+            self._start(job)
+        return jobs
+
+    async def _wait(self, event: asyncio.Event, timeout: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        event.clear()
+
+    def _wake_all(self) -> None:
+        self._wakeup.set()
+        self._slot_freed.set()
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _start(self, job: ClaimedJob) -> None:
+        task = self.registry.get(job.task)
+        assert task is not None, "claimed only registered task names"
+        ctx = JobContext(
+            job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
+        )
+        handle = asyncio.create_task(self._run_job(task, job, ctx))
+        self._running[job.id] = _Running(job, ctx, task, handle, task.lease or self.config.lease)
+        self.stats.claimed += 1
+
+    async def _run_job(self, task: Task, job: ClaimedJob, ctx: JobContext) -> None:
+        log.debug("job %d started", job.id, extra=_fields(job))
+        outcome = await execute(task, job, ctx, self._executor)
+        if self._running.pop(job.id, None) is None:
+            return  # released at shutdown while still running; its outcome is moot
+        self._slot_freed.set()
+        self._record(task, job, outcome)
+        if outcome.kind in ("retry", "snooze"):
+            self._loop.call_later(outcome.delay, self._wakeup.set)
+        self._completer.submit(job, outcome)
+
+    def _record(self, task: Task, job: ClaimedJob, outcome: Outcome) -> None:
+        kind = outcome.kind
+        if kind == "retry" and job.attempt >= job.max_attempts:
+            kind = "failed"
+        counter = {
+            "succeeded": "succeeded",
+            "retry": "retried",
+            "failed": "failed",
+            "snooze": "snoozed",
+            "cancelled": "cancelled",
+            "release": "released",
+        }[kind]
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if outcome.error is None:
+            log.debug("job %d %s", job.id, kind, extra=_fields(job))
+            return
+        level = logging.ERROR if kind == "failed" else logging.WARNING
+        log.log(
+            level,
+            "job %d (%s) attempt %d/%d %s: %s: %s",
+            job.id,
+            job.task,
+            job.attempt,
+            job.max_attempts,
+            "failed for good" if kind == "failed" else "will retry",
+            outcome.error["kind"],
+            outcome.error["message"],
+            extra=_fields(job),
+        )
+        self._call_failure_hooks(task, job, outcome)
+
+    def _call_failure_hooks(self, task: Task, job: ClaimedJob, outcome: Outcome) -> None:
+        hooks = [h for h in (task.on_failure, self.on_failure) if h is not None]
+        for hook in hooks:
+            try:
+                hook(job, outcome.exception)
+            except Exception:  # a broken hook must not stop the worker
+                log.exception("on_failure hook %r raised", hook, extra=_fields(job))
+
+    on_failure: Any = None  # worker-wide hook: on_failure(job, exc); set by the caller
+
+    # --- heartbeat --------------------------------------------------------------------------
+
+    def _held(self) -> list[Held]:
+        return [Held(r.job, r.lease) for r in self._running.values()]
+
+    def _on_heartbeat(self, result: HeartbeatResult) -> None:
+        for job_id in result.lost:
+            self._interrupt(job_id, "lease_lost")
+        for job_id in result.cancel_requested:
+            self._interrupt(job_id, "cancelled")
+
+    def _interrupt(self, job_id: int, reason: str) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        if reason == "lease_lost":
+            log.warning(
+                "lease lost: job %d is no longer held by this worker",
+                job_id,
+                extra=_fields(running.job),
+            )
+        running.ctx.request_stop(reason)
+        # Only async tasks can be interrupted; a sync task sees ctx.should_stop().
+        if running.task.is_async:
+            running.handle.cancel()
+
+    # --- background services and shutdown ---------------------------------------------------
+
+    def _start_background(self) -> list[asyncio.Task[Any]]:
+        tasks = [
+            asyncio.create_task(self._completer.run(), name="pgq-completer"),
+            asyncio.create_task(self._heartbeat.run(), name="pgq-heartbeat"),
+        ]
+        if not self.config.burst:
+            tasks.append(asyncio.create_task(self._listener.run(), name="pgq-listener"))
+        return tasks
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now; leases of running jobs will lapse")
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info(
+            "%s received: no new jobs; waiting up to %ss for %d running jobs",
+            signal.Signals(signum).name,
+            self.config.grace,
+            len(self._running),
+        )
+        self.stop()
+
+    async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        self._stopping.set()
+        await self._finish_or_release()
+        background[1].cancel()  # heartbeat: nothing left to keep alive
+        for task in background[2:]:
+            task.cancel()
+        self._completer.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background[0]
+        await asyncio.gather(*background[1:], return_exceptions=True)
+        for db in (self._claim_db, self._write_db):
+            await db.close()
+        await self._listener.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped: %s", self.config.worker_id, self.stats)
+
+    async def _finish_or_release(self) -> None:
+        """Let running jobs finish within the grace period, then give the rest back."""
+        handles = [r.handle for r in self._running.values()]
+        if handles:
+            await asyncio.wait(handles, timeout=self.config.grace)
+        leftovers = list(self._running.values())
+        for running in leftovers:
+            running.ctx.request_stop("shutdown")
+            if running.task.is_async:
+                running.handle.cancel()  # its runner turns the cancel into a release
+            else:
+                # The thread cannot be stopped; release the job now and exit without it.
+                self._running.pop(running.job.id, None)
+                self._record(running.task, running.job, Outcome("release"))
+                self._completer.submit(running.job, Outcome("release"))
+                self._abandoned_threads = True
+        pending = [r.handle for r in leftovers if r.task.is_async]
+        if pending:
+            await asyncio.wait(pending, timeout=RELEASE_WAIT)
+
+    @property
+    def abandoned_threads(self) -> bool:
+        """True when sync tasks were still running at shutdown (the process must exit hard)."""
+        return self._abandoned_threads
+
+
+def _fields(job: ClaimedJob) -> dict[str, Any]:
+    return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
