@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,30 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import create_engine, pool
+from sqlalchemy.exc import DBAPIError
 
 from pgq import store
-from pgq.db import to_sqlalchemy_url
-from pgq.errors import DatabaseUnavailableError, SchemaError
+from pgq.db import connect, redact, to_libpq_url, to_sqlalchemy_url
+from pgq.errors import DatabaseUnavailableError, PgqError, SchemaError
 
 SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_LOCATION = "pgq:migrations/versions"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """What :func:`upgrade` or :func:`downgrade` did: the schema version before and after."""
+
+    before: int | None
+    after: int | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
 
 
 def migrations_path() -> Path:
@@ -33,6 +50,7 @@ def migrations_path() -> Path:
 
 
 def alembic_config(url: str | None = None, output: io.StringIO | None = None) -> Config:
+    """An alembic Config for pgq's own environment (the one ``pgq migrate`` uses)."""
     config = Config(output_buffer=output) if output is not None else Config()
     config.set_main_option("script_location", str(migrations_path()))
     config.set_main_option("version_locations", str(migrations_path() / "versions"))
@@ -41,14 +59,19 @@ def alembic_config(url: str | None = None, output: io.StringIO | None = None) ->
     return config
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
-    """Bring the pgq schema to ``revision`` (default: the newest). A no-op when it is there."""
-    _online(command.upgrade, url, revision)
+def upgrade(url: str, revision: str = "heads") -> SchemaChange:
+    """Bring the pgq schema to ``revision`` (default: the newest). A no-op when it is there.
+
+    Safe to run from several processes at once: they take turns. Raises
+    DatabaseUnavailableError, SchemaError, or PgqError when a statement fails (the whole
+    migration is then rolled back).
+    """
+    return _online(command.upgrade, url, revision)
 
 
-def downgrade(url: str, revision: str = "base") -> None:
-    """Take the pgq schema back to ``revision``; ``base`` drops every pgq table."""
-    _online(command.downgrade, url, revision)
+def downgrade(url: str, revision: str = "base") -> SchemaChange:
+    """Take the pgq schema back to ``revision``; ``base`` drops every pgq table and view."""
+    return _online(command.downgrade, url, revision)
 
 
 def upgrade_sql() -> str:
@@ -88,27 +111,43 @@ def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> 
     """Alembic autogenerate filter: leave pgq's schema and everything in it alone.
 
     In a host app's ``env.py``: ``context.configure(..., include_name=pgq.migrate.include_name)``.
+    It matters most with ``include_schemas=True``, where autogenerate would otherwise propose
+    dropping pgq's tables because they are not in the host's metadata.
     """
     if type_ == "schema":
         return name != SCHEMA
     return parent_names.get("schema_name") != SCHEMA
 
 
-def _online(action: Any, url: str, revision: str) -> None:
+def _online(action: Callable[[Config, str], None], url: str, revision: str) -> SchemaChange:
+    libpq = to_libpq_url(url)
+    before = _read_version(libpq)
+    # The engine connects through pgq.db.connect, so SQLAlchemy never parses the URL (its
+    # parser and libpq's disagree on edge cases) and connection errors read like pgq's.
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: connect(libpq), poolclass=pool.NullPool
+    )
     try:
-        action(alembic_config(url), revision)
-    except Exception as exc:
-        if _is_connection_error(exc):
-            raise DatabaseUnavailableError(f"cannot connect: {_first_line(exc)}") from None
-        raise
+        with engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            action(config, revision)
+    except (DBAPIError, CommandError) as exc:
+        raise _migration_error(libpq, exc) from None
+    finally:
+        engine.dispose()
+    return SchemaChange(before, _read_version(libpq))
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    from sqlalchemy.exc import OperationalError
+def _read_version(url: str) -> int | None:
+    with connect(url) as conn:
+        return schema_version(conn)
 
-    return isinstance(exc, OperationalError | psycopg.OperationalError)
 
-
-def _first_line(exc: BaseException) -> str:
-    original = getattr(exc, "orig", exc)
-    return " ".join(str(original).split()) or type(exc).__name__
+def _migration_error(url: str, exc: DBAPIError | CommandError) -> PgqError:
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
+    if isinstance(exc, CommandError):
+        return SchemaError(f"cannot migrate {redact(url)}: {reason}")
+    if isinstance(exc.orig, psycopg.OperationalError):
+        return DatabaseUnavailableError(f"lost the connection to {redact(url)}: {reason}")
+    return PgqError(f"the migration failed on {redact(url)} and was rolled back: {reason}")
