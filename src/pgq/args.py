@@ -12,20 +12,31 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pgq.errors import ArgsError, ArgsTooLargeError
+from pgq.errors import ArgsError, ArgsTooLargeError, ValidationError
 
 ARGS_MAX_BYTES_DEFAULT = 256 * 1024
 ARGS_MAX_DEPTH = 64
+# Python refuses to turn integers longer than about 4300 digits into text (and so to read
+# them back from JSON in the worker), so pgq stops well short of that.
+ARGS_INT_MAX_DIGITS = 4000
+_INT_LIMIT = 10**ARGS_INT_MAX_DIGITS
 
 _max_bytes = ARGS_MAX_BYTES_DEFAULT
 
 
-def set_max_bytes(limit: int) -> None:
-    """Change the size cap for encoded arguments (default 256 KiB) for this process."""
+def set_max_bytes(limit: int) -> int:
+    """Change the size cap for encoded arguments (default 256 KiB) for this process.
+
+    Returns the previous cap, so a test can restore it. Raises ValidationError (a
+    ValueError) unless ``limit`` is a positive integer.
+    """
     global _max_bytes
-    if limit < 1:
-        raise ValueError("the args size cap must be a positive number of bytes")
-    _max_bytes = limit
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError(
+            f"the args size cap must be a positive number of bytes, not {limit!r}"
+        )
+    previous, _max_bytes = _max_bytes, limit
+    return previous
 
 
 def encode_args(args: Mapping[str, Any] | None) -> str:
@@ -35,7 +46,9 @@ def encode_args(args: Mapping[str, Any] | None) -> str:
     if not isinstance(args, Mapping):
         raise ArgsError(f"args must be a mapping of keyword arguments, not {type(args).__name__}")
     _check(args, "args", 0)
-    text = json.dumps(args, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(
+        args, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_as_dict
+    )
     size = len(text.encode("utf-8"))
     if size > _max_bytes:
         raise ArgsTooLargeError(
@@ -48,7 +61,14 @@ def encode_args(args: Mapping[str, Any] | None) -> str:
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > ARGS_MAX_DEPTH:
         raise ArgsError(f"{path} is nested deeper than {ARGS_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) >= _INT_LIMIT:
+            raise ArgsError(
+                f"{path} is an integer of more than {ARGS_INT_MAX_DIGITS} digits; "
+                "pass it as a string"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -86,3 +106,10 @@ def _check_text(text: str, path: str) -> None:
         raise ArgsError(
             f"{path} contains a lone surrogate at position {exc.start}; it is not valid Unicode"
         ) from None
+
+
+def _as_dict(value: Any) -> dict[Any, Any]:
+    # json.dumps only knows dict; _check has already accepted any other Mapping.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")  # pragma: no cover

@@ -12,6 +12,7 @@ Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnec
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ import psycopg
 
 from pgq import options, store
 from pgq.args import encode_args
-from pgq.errors import SessionTypeError
+from pgq.errors import SessionTypeError, ValidationError
 from pgq.registry import REGISTRY, JobSpec, Task
 
 Runner = Callable[[store.Statement], list[store.Row]]
@@ -54,8 +55,21 @@ def enqueue(
             session.add(order)
             pgq.enqueue(session, "emails.send_receipt", {"order_id": order.id})
     """
-    name = task.name if isinstance(task, Task) else task
-    spec = JobSpec(name, dict(args or {}), queue, priority, run_at, delay, max_attempts, unique_key)
+    chosen: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "run_at": run_at,
+        "delay": delay,
+        "max_attempts": max_attempts,
+        "unique_key": unique_key,
+    }
+    # args go in as given (not dict(args)), so a list or a string is reported as bad args
+    # instead of being silently turned into something else.
+    given: Any = {} if args is None else args
+    if isinstance(task, Task):
+        spec = replace(task.configure(**chosen).options, args=given)
+    else:
+        spec = JobSpec(task, given, **chosen)
     return enqueue_spec(session, spec)
 
 
@@ -68,14 +82,16 @@ def enqueue_spec(session: Any, spec: JobSpec) -> Any:
 def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
     """Insert many jobs in one statement and one round trip; return the new ids in input order.
 
-    Jobs skipped because their ``unique_key`` is live are left out of the result. Every job is
-    validated before anything is sent: one bad job raises and none is inserted.
+    Jobs skipped because their ``unique_key`` is live (or taken by an earlier job of the same
+    batch) are left out of the result. Every job is validated before anything is sent: one
+    bad job raises the ValidationError of :func:`enqueue`, its message starting with the
+    job's position (``jobs[3]: ...``), and none is inserted.
 
     Example::
 
         pgq.enqueue_many(session, [send_receipt.spec(order_id=i) for i in order_ids])
     """
-    rows = [_row(spec) for spec in jobs]
+    rows = [_numbered_row(index, spec) for index, spec in enumerate(jobs)]
     statement = store.insert_jobs(
         queues=[r["queue"] for r in rows],
         tasks=[r["task"] for r in rows],
@@ -89,10 +105,21 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
     return _run(session, statement, _all_ids)
 
 
+def _numbered_row(index: int, spec: JobSpec) -> dict[str, Any]:
+    if not isinstance(spec, JobSpec):
+        raise ValidationError(
+            f"jobs[{index}] is a {type(spec).__name__}, not a pgq.JobSpec; "
+            "build jobs with task.spec(...) or pgq.JobSpec(...)"
+        )
+    try:
+        return _row(spec)
+    except ValidationError as exc:
+        # Same type, so callers catch what enqueue() raises; the position finds the culprit.
+        raise type(exc)(f"jobs[{index}]: {exc}") from None
+
+
 def _row(spec: JobSpec) -> dict[str, Any]:
     """The validated column values of one job, defaults filled from its registered task."""
-    if not isinstance(spec, JobSpec):
-        raise SessionTypeError(f"enqueue_many takes JobSpec items, not {type(spec).__name__}")
     registered = REGISTRY.get(spec.task) if isinstance(spec.task, str) else None
     run_at, delay = options.check_schedule(spec.run_at, spec.delay)
     return {
@@ -168,10 +195,10 @@ def _sqlalchemy_kind(session: Any) -> str | None:
     if isinstance(session, Session | Connection | scoped_session):
         return "sync"
     try:
-        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
     except ImportError:  # pragma: no cover - greenlet missing
         return None
-    if isinstance(session, AsyncSession | AsyncConnection):
+    if isinstance(session, AsyncSession | AsyncConnection | async_scoped_session):
         return "async"
     return None
 

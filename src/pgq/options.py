@@ -28,12 +28,16 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
 def check_queue(queue: object) -> str:
     if not isinstance(queue, str) or not queue:
         raise QueueNameError(f"queue name must be a non-empty string, not {queue!r}")
-    if len(queue.encode()) > QUEUE_NAME_MAX_BYTES:
-        raise QueueNameError(
-            f"queue name {queue[:70]!r}... is longer than {QUEUE_NAME_MAX_BYTES} bytes"
-        )
+    # The pattern first: it admits only ASCII, so the length check below counts bytes and
+    # a lone surrogate is reported as a bad character instead of crashing an encode().
     if not _QUEUE_NAME.fullmatch(queue):
-        raise QueueNameError(f"queue name {queue!r} may contain only letters, digits and _ . : -")
+        raise QueueNameError(
+            f"queue name {queue[:70]!r} may contain only ASCII letters, digits and _ . : -"
+        )
+    if len(queue) > QUEUE_NAME_MAX_BYTES:
+        raise QueueNameError(
+            f"queue name {queue[:70]!r} is {len(queue)} bytes, longer than {QUEUE_NAME_MAX_BYTES}"
+        )
     return queue
 
 

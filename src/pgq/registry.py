@@ -183,7 +183,8 @@ def task(
             pass_context=pass_context,
             on_failure=on_failure,
         )
-        return (registry or REGISTRY).add(new)
+        # "is None", not "or": an empty Registry is falsy (it has __len__).
+        return (REGISTRY if registry is None else registry).add(new)
 
     return register(func) if func is not None else register
 

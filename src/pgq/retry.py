@@ -6,8 +6,11 @@ so that jobs which failed together (a dependency went down) do not retry in lock
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+
+from pgq.errors import OptionError
 
 BACKOFF_BASE_DEFAULT = 1.0  # seconds before the 2nd attempt, before jitter
 BACKOFF_FACTOR_DEFAULT = 2.0
@@ -25,21 +28,48 @@ class Backoff:
     jitter: float = BACKOFF_JITTER_DEFAULT
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.factor < 1 or self.cap < 0 or not 0 <= self.jitter <= 1:
-            raise ValueError("backoff needs base >= 0, factor >= 1, cap >= 0, 0 <= jitter <= 1")
+        _check_number("base", self.base, low=0.0)
+        _check_number("factor", self.factor, low=1.0)
+        _check_number("cap", self.cap, low=0.0)
+        _check_number("jitter", self.jitter, low=0.0, high=1.0)
 
     def bounds(self, attempt: int) -> tuple[float, float]:
-        """The smallest and largest delay after failed attempt number ``attempt`` (1-based)."""
-        exponent = max(attempt, 1) - 1
-        # Cap the exponent before the power so attempt 1000 cannot overflow a float.
-        raw = self.base * self.factor ** min(exponent, 64)
-        centre = min(self.cap, raw)
+        """The smallest and largest delay after failed attempt number ``attempt`` (1-based).
+
+        Below the cap the range is exactly ``centre * (1 ± jitter)``; the upper end is then
+        clipped to ``cap``, so no delay ever exceeds it.
+        """
+        centre = min(self.cap, self._raw(max(attempt, 1) - 1))
         return centre * (1 - self.jitter), min(self.cap, centre * (1 + self.jitter))
+
+    def _raw(self, exponent: int) -> float:
+        if self.base == 0:
+            return 0.0
+        try:
+            return float(self.base) * float(self.factor) ** exponent
+        except OverflowError:
+            # attempt 1000 with factor 2 is past any float; the cap applies anyway. (Capping
+            # the exponent instead would stop a slow factor such as 1.05 short of its cap.)
+            return math.inf
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """A delay in seconds for failed attempt ``attempt``, drawn within :meth:`bounds`."""
         low, high = self.bounds(attempt)
         return (rng or random).uniform(low, high)
+
+
+def _check_number(name: str, value: object, low: float, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OptionError(f"Backoff {name} must be a number, not {value!r}")
+    # NaN compares false with everything, so the range check alone would let it through.
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for any float
+        finite = False
+    if not finite or not low <= value <= high:
+        raise OptionError(
+            f"Backoff {name} must be a finite number in [{low:g}, {high:g}], not {value!r}"
+        )
 
 
 DEFAULT_BACKOFF = Backoff()
