@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from typing import Any
 
 import psycopg
@@ -47,10 +48,23 @@ def to_libpq_url(url: str) -> str:
         )
     libpq = f"postgresql://{rest}"
     try:
-        conninfo_to_dict(libpq)
+        params = conninfo_to_dict(libpq)
     except psycopg.ProgrammingError as exc:
-        raise DatabaseUrlError(f"database URL {redact(url)!r} is not valid: {exc}") from None
+        # libpq quotes the whole URI in some messages: never let its password through.
+        reason = " ".join(str(exc).split()).replace(libpq, redact(libpq))
+        raise DatabaseUrlError(f"database URL {redact(url)!r} is not valid: {reason}") from None
+    _check_ports(url, str(params.get("port") or ""))
     return libpq
+
+
+def _check_ports(url: str, ports: str) -> None:
+    # libpq only reads the port when it connects; check it here so a typo is a URL error.
+    for port in ports.split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise DatabaseUrlError(
+                f"database URL {redact(url)!r} is not valid: port {port!r} is not a number "
+                "between 1 and 65535"
+            )
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -58,13 +72,21 @@ def to_sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + to_libpq_url(url).partition("://")[2]
 
 
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
+    """``url`` with any password replaced by ``***``, for messages and logs.
+
+    Covers ``user:password@host``, a ``password=`` query parameter and key=value strings.
+    """
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.rpartition("@")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
     if not sep or not at or ":" not in userinfo:
         return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{slash}{tail}"
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:

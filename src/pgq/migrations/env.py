@@ -8,6 +8,9 @@ their own alembic env (as the ``pgq`` branch) do not use this file at all.
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from pgq.errors import SchemaError
+from pgq.migrate import schema_version
+
 SCHEMA = "pgq"
 VERSION_TABLE = "alembic_version"
 
@@ -47,9 +50,27 @@ def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
         version_table_schema=SCHEMA,
         transactional_ddl=True,
     )
+    _refuse_schema_recorded_elsewhere(connection)
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()
+
+
+def _refuse_schema_recorded_elsewhere(connection) -> None:  # type: ignore[no-untyped-def]
+    # A pgq schema with no pgq.alembic_version was installed by a host app's alembic (pgq as
+    # a branch, recorded in the host's version table) or from `pgq migrate --sql` output
+    # without its version table. Running our revisions again would fail half-way on
+    # "already exists"; say what to do instead. Checked under the lock, so a concurrent
+    # `pgq migrate` that just finished is seen as done, not as foreign.
+    if context.get_context().get_current_heads():
+        return
+    version = schema_version(connection.connection.driver_connection)
+    if version is not None:
+        raise SchemaError(
+            f"this database has pgq schema version {version} but no pgq.alembic_version: "
+            "it is managed by your application's alembic (pgq as a branch); upgrade it "
+            "there with `alembic upgrade heads` instead of `pgq migrate`"
+        )
 
 
 if context.is_offline_mode():
