@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -107,7 +107,7 @@ def check_schema(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+def include_name(name: str | None, type_: str, parent_names: Mapping[Any, str | None]) -> bool:
     """Alembic autogenerate filter: leave pgq's schema and everything in it alone.
 
     In a host app's ``env.py``: ``context.configure(..., include_name=pgq.migrate.include_name)``.
