@@ -1,0 +1,175 @@
+"""NOTIFY: a worker LISTENing on channel ``pgq`` hears of a due job at COMMIT, never before.
+
+No test here waits for "nothing to happen". PostgreSQL delivers notifications in commit
+order, so each check sends a marker notification from another connection and reads up to
+it: whatever the enqueue sent is, by then, already in front of the marker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from enqueue_sessions import KINDS, WAIT_TIMEOUT, Tx, open_tx, prepare_orders
+
+from pgq import JobSpec
+
+CHANNEL = "pgq"
+
+
+class Listener:
+    """An autocommit connection LISTENing on ``pgq``; reads payloads up to a fence."""
+
+    def __init__(self, db_url: str) -> None:
+        self.listen = psycopg.connect(db_url, autocommit=True)
+        self.listen.execute(f"LISTEN {CHANNEL}")
+        self.sender = psycopg.connect(db_url, autocommit=True)
+
+    def heard(self) -> list[str]:
+        """Every payload delivered so far, in order (the fence's own marker left out)."""
+        marker = f"fence-{uuid.uuid4()}"
+        self.sender.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
+        payloads = []
+        for notify in self.listen.notifies(timeout=WAIT_TIMEOUT):
+            if notify.payload == marker:
+                return payloads
+            payloads.append(notify.payload)
+        raise AssertionError(f"the fence notification did not arrive within {WAIT_TIMEOUT}s")
+
+    def close(self) -> None:
+        self.listen.close()
+        self.sender.close()
+
+
+@pytest.fixture
+def listener(db_url: str) -> Iterator[Listener]:
+    opened = Listener(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=KINDS)
+def tx(request: pytest.FixtureRequest, db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Tx]:
+    prepare_orders(conn)
+    with open_tx(request.param, db_url) as opened:
+        yield opened
+
+
+def test_the_fence_itself_works(listener: Listener) -> None:
+    listener.sender.execute("NOTIFY pgq, 'hello'")
+    assert listener.heard() == ["hello"]
+    assert listener.heard() == []
+
+
+def test_notified_with_the_queue_name_at_commit_and_not_before(tx: Tx, listener: Listener) -> None:
+    tx.add_order()
+    tx.enqueue("t", queue="mail")
+    assert listener.heard() == []
+    tx.commit()
+    assert listener.heard() == ["mail"]
+
+
+def test_no_notification_for_a_rollback(tx: Tx, listener: Listener) -> None:
+    tx.enqueue("t", queue="mail")
+    tx.rollback()
+    assert listener.heard() == []
+
+
+def test_no_notification_for_a_rolled_back_savepoint(tx: Tx, listener: Listener) -> None:
+    tx.add_order()
+    with tx.savepoint():
+        tx.enqueue("t", queue="inner")
+    tx.enqueue("t", queue="outer")
+    tx.commit()
+    assert listener.heard() == ["outer"]
+
+
+def test_a_job_scheduled_for_later_does_not_notify(tx: Tx, listener: Listener) -> None:
+    tx.enqueue("t", queue="later", delay=60)
+    tx.enqueue("t", queue="later", run_at=datetime.now(UTC) + timedelta(hours=1))
+    tx.commit()
+    assert listener.heard() == []
+
+
+def test_a_job_due_in_the_past_notifies(tx: Tx, listener: Listener) -> None:
+    tx.enqueue("t", queue="overdue", run_at=datetime(2001, 1, 1, tzinfo=UTC))
+    tx.enqueue("t", queue="zero", delay=0)
+    tx.commit()
+    assert sorted(listener.heard()) == ["overdue", "zero"]
+
+
+def test_one_notification_per_queue_per_transaction(tx: Tx, listener: Listener) -> None:
+    for _ in range(5):
+        tx.enqueue("t", queue="busy")
+    tx.enqueue("t", queue="quiet")
+    tx.commit()
+    assert sorted(listener.heard()) == ["busy", "quiet"]
+
+
+def test_a_skipped_unique_job_does_not_notify(tx: Tx, listener: Listener) -> None:
+    tx.enqueue("t", queue="uniq", unique_key="k")
+    tx.commit()
+    assert listener.heard() == ["uniq"]
+    assert tx.enqueue("t", queue="uniq", unique_key="k") is None
+    tx.commit()
+    assert listener.heard() == []
+
+
+def test_enqueue_many_notifies_each_due_queue_once(tx: Tx, listener: Listener) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    jobs = [
+        *(JobSpec("t", {"i": i}, queue="alpha") for i in range(50)),
+        *(JobSpec("t", {"i": i}, queue="beta") for i in range(3)),
+        JobSpec("t", queue="gamma", delay=30),  # only scheduled jobs: no notification
+        JobSpec("t", queue="delta", run_at=later),
+        JobSpec("t", queue="beta", run_at=later),
+    ]
+    tx.add_order()
+    tx.enqueue_many(jobs)
+    assert listener.heard() == []
+    tx.commit()
+    assert sorted(listener.heard()) == ["alpha", "beta"]
+
+
+def test_enqueue_many_rolled_back_sends_nothing(tx: Tx, listener: Listener) -> None:
+    tx.enqueue_many([JobSpec("t", queue="alpha"), JobSpec("t", queue="beta")])
+    tx.rollback()
+    assert listener.heard() == []
+
+
+def test_the_statement_reports_whether_it_notified(db_url: str, listener: Listener) -> None:
+    # The second column of job_insert tells the caller (and benchmarks) a NOTIFY was queued.
+    from pgq import store
+
+    with psycopg.connect(db_url) as direct:
+        due = store.insert_job(
+            queue="q",
+            task="t",
+            args="{}",
+            priority=0,
+            run_at=None,
+            delay=0.0,
+            max_attempts=1,
+            unique_key=None,
+        )
+        later = store.insert_job(
+            queue="q",
+            task="t",
+            args="{}",
+            priority=0,
+            run_at=None,
+            delay=5.0,
+            max_attempts=1,
+            unique_key=None,
+        )
+        [(_, notified_due)] = store.fetch(direct, due)
+        [(_, notified_later)] = store.fetch(direct, later)
+        assert notified_due is not None and notified_later is None
+        direct.rollback()
+    assert listener.heard() == []
