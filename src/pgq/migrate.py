@@ -13,18 +13,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
-from sqlalchemy import create_engine, pool
-from sqlalchemy.exc import DBAPIError
 
 from pgq import store
 from pgq.db import connect, redact, to_libpq_url, to_sqlalchemy_url
 from pgq.errors import DatabaseUnavailableError, PgqError, SchemaError
+
+# alembic and SQLAlchemy take about a second to import; `pgq work` and `pgq --help` only
+# need check_schema, so they are imported where a migration actually runs.
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
 
 SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
@@ -51,6 +53,8 @@ def migrations_path() -> Path:
 
 def alembic_config(url: str | None = None, output: io.StringIO | None = None) -> Config:
     """An alembic Config for pgq's own environment (the one ``pgq migrate`` uses)."""
+    from alembic.config import Config
+
     config = Config(output_buffer=output) if output is not None else Config()
     config.set_main_option("script_location", str(migrations_path()))
     config.set_main_option("version_locations", str(migrations_path() / "versions"))
@@ -66,16 +70,22 @@ def upgrade(url: str, revision: str = "heads") -> SchemaChange:
     DatabaseUnavailableError, SchemaError, or PgqError when a statement fails (the whole
     migration is then rolled back).
     """
+    from alembic import command
+
     return _online(command.upgrade, url, revision)
 
 
 def downgrade(url: str, revision: str = "base") -> SchemaChange:
     """Take the pgq schema back to ``revision``; ``base`` drops every pgq table and view."""
+    from alembic import command
+
     return _online(command.downgrade, url, revision)
 
 
 def upgrade_sql() -> str:
     """The DDL of every migration, for teams that apply SQL with another tool."""
+    from alembic import command
+
     buffer = io.StringIO()
     command.upgrade(alembic_config(output=buffer), "heads", sql=True)
     return buffer.getvalue()
@@ -120,6 +130,10 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[Any, str | 
 
 
 def _online(action: Callable[[Config, str], None], url: str, revision: str) -> SchemaChange:
+    from alembic.util import CommandError
+    from sqlalchemy import create_engine, pool
+    from sqlalchemy.exc import DBAPIError
+
     libpq = to_libpq_url(url)
     before = _read_version(libpq)
     # The engine connects through pgq.db.connect, so SQLAlchemy never parses the URL (its
@@ -145,6 +159,8 @@ def _read_version(url: str) -> int | None:
 
 
 def _migration_error(url: str, exc: DBAPIError | CommandError) -> PgqError:
+    from alembic.util import CommandError
+
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
     if isinstance(exc, CommandError):
         return SchemaError(f"cannot migrate {redact(url)}: {reason}")
