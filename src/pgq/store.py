@@ -160,3 +160,45 @@ def try_reap_lock(*, key: int) -> Statement:
 def try_prune_lock(*, key: int) -> Statement:
     """Take the pruner's transaction-scoped advisory lock if free; returns ``(taken,)``."""
     return Statement("job_prune_try_lock", locals())
+
+
+# --- operations (pgq.admin) -------------------------------------------------------------------
+
+
+def list_jobs(*, state: str | None, queue: str | None, task: str | None, limit: int) -> Statement:
+    """Jobs newest first, filtered (None = any); returns ``(id, queue, task, state, priority,
+    attempts, max_attempts, run_at, created_at, started_at, finished_at, worker_id,
+    cancel_requested, last_error)``."""
+    return Statement("job_list", locals())
+
+
+def get_job(*, job_id: int) -> Statement:
+    """One job with its args and errors, or no row; see ``sql/job_get.sql`` for the columns."""
+    return Statement("job_get", locals())
+
+
+def get_job_states(*, ids: list[int]) -> Statement:
+    """``(id, state, unique_key)`` of the jobs among ``ids`` that exist."""
+    return Statement("job_get_states", locals())
+
+
+def retry_jobs(*, ids: list[int], now: Any = None) -> Statement:
+    """Failed or cancelled jobs among ``ids`` → queued now; returns ``(id, notified)`` each."""
+    return Statement("job_retry_many", locals())
+
+
+def retry_failed_jobs(
+    *, after_id: int, limit: int, queue: str | None, task: str | None, now: Any = None
+) -> Statement:
+    """One batch of failed jobs → queued; returns ``(last_id, picked, retried, notified)``."""
+    return Statement("job_retry_failed", locals())
+
+
+def cancel_jobs(*, ids: list[int], now: Any = None) -> Statement:
+    """Cancel queued jobs, request a stop of running ones; returns ``(id, new_state)`` each."""
+    return Statement("job_cancel_many", locals())
+
+
+def select_queue_stats() -> Statement:
+    """The ``pgq.queue_stats`` view, one row per queue."""
+    return Statement("queue_stats_select", {})
