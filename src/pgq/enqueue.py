@@ -181,6 +181,12 @@ async def _shaped(rows: Awaitable[list[store.Row]], shape: Callable[[list[store.
     return shape(await rows)
 
 
+_NO_TRANSACTION = (
+    "an Engine has no transaction; pass a Session or Connection "
+    "from inside your transaction (engine.begin() / Session)"
+)
+
+
 def _sqlalchemy_kind(session: Any) -> str | None:
     try:
         from sqlalchemy.engine import Connection, Engine
@@ -188,16 +194,20 @@ def _sqlalchemy_kind(session: Any) -> str | None:
     except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
         return None
     if isinstance(session, Engine):
-        raise SessionTypeError(
-            "an Engine has no transaction; pass a Session or Connection "
-            "from inside your transaction (engine.begin() / Session)"
-        )
+        raise SessionTypeError(_NO_TRANSACTION)
     if isinstance(session, Session | Connection | scoped_session):
         return "sync"
     try:
-        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
+        from sqlalchemy.ext.asyncio import (
+            AsyncConnection,
+            AsyncEngine,
+            AsyncSession,
+            async_scoped_session,
+        )
     except ImportError:  # pragma: no cover - greenlet missing
         return None
+    if isinstance(session, AsyncEngine):
+        raise SessionTypeError(_NO_TRANSACTION)
     if isinstance(session, AsyncSession | AsyncConnection | async_scoped_session):
         return "async"
     return None

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import re
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -92,6 +96,10 @@ class Tx:
         """A savepoint that is rolled back when the block ends."""
         raise NotImplementedError
 
+    def driver_connection(self) -> Any:
+        """The psycopg connection underneath (starting the transaction if need be)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -124,6 +132,9 @@ class SaSessionTx(Tx):
         yield
         nested.rollback()
 
+    def driver_connection(self) -> Any:
+        return self.session.connection().connection.driver_connection
+
     def close(self) -> None:
         self.session.close()
         self.engine.dispose()
@@ -136,6 +147,9 @@ class SaConnectionTx(SaSessionTx):
 
     def execute(self, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return _rows(self.session.exec_driver_sql(query, params))
+
+    def driver_connection(self) -> Any:
+        return self.session.connection.driver_connection
 
 
 class SaAsyncTx(Tx):
@@ -172,6 +186,13 @@ class SaAsyncTx(Tx):
         nested = self.wait(_started(self.session.begin_nested()))
         yield
         self.wait(nested.rollback())
+
+    def driver_connection(self) -> Any:
+        async def raw() -> Any:
+            conn = await self._conn()
+            return (await conn.get_raw_connection()).driver_connection
+
+        return self.wait(raw())
 
     def close(self) -> None:
         assert self.runner is not None
@@ -214,6 +235,9 @@ class PsycopgTx(Tx):
             yield
             raise psycopg.Rollback(savepoint)
 
+    def driver_connection(self) -> Any:
+        return self.session
+
     def close(self) -> None:
         self.session.close()
 
@@ -247,6 +271,9 @@ class PsycopgAsyncTx(Tx):
         rollback = psycopg.Rollback(savepoint)
         self.wait(savepoint.__aexit__(type(rollback), rollback, None))
 
+    def driver_connection(self) -> Any:
+        return self.session
+
     def close(self) -> None:
         assert self.runner is not None
         self.wait(self.session.close())
@@ -271,6 +298,28 @@ def open_tx(kind: str, db_url: str) -> Iterator[Tx]:
         yield tx
     finally:
         tx.close()
+
+
+@contextlib.contextmanager
+def traced(tx: Tx) -> Iterator[list[str]]:
+    """The protocol messages the client sends inside the block (Parse, Bind, Sync, Query…).
+
+    libpq's own trace of the wire: one ``Sync`` is one round trip of the extended protocol.
+    """
+    pgconn = tx.driver_connection().pgconn
+    messages: list[str] = []
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "trace")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+        try:
+            pgconn.trace(fd)
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            yield messages
+        finally:
+            pgconn.untrace()
+            os.close(fd)
+        with open(path, encoding="utf-8", errors="replace") as trace:
+            messages.extend(re.findall(r"^F\t\d+\t(\w+)", trace.read(), flags=re.MULTILINE))
 
 
 def prepare_orders(conn: psycopg.Connection[Any]) -> None:
