@@ -146,9 +146,10 @@ def test_an_empty_batch_inserts_nothing(tx: Tx, conn: psycopg.Connection[Any]) -
     assert count(conn) == 0
 
 
-def test_any_iterable_of_specs_is_accepted(tx: Tx, conn: psycopg.Connection[Any]) -> None:
-    ids = tx.enqueue_many(JobSpec("t", {"i": i}) for i in range(5))
-    tx.commit()
+def test_any_iterable_of_specs_is_accepted(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    with open_tx("psycopg", db_url) as tx:
+        ids = tx.enqueue_many(JobSpec("t", {"i": i}) for i in range(5))
+        tx.commit()
     assert [args_by_id(conn)[job_id] for job_id in ids] == [0, 1, 2, 3, 4]
 
 

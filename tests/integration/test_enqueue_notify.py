@@ -61,6 +61,14 @@ def tx(request: pytest.FixtureRequest, db_url: str, conn: psycopg.Connection[Any
         yield opened
 
 
+@pytest.fixture
+def one_tx(db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Tx]:
+    """For what the SQL decides alone: the session kind makes no difference there."""
+    prepare_orders(conn)
+    with open_tx("psycopg", db_url) as opened:
+        yield opened
+
+
 def test_the_fence_itself_works(listener: Listener) -> None:
     listener.sender.execute("NOTIFY pgq, 'hello'")
     assert listener.heard() == ["hello"]
@@ -90,34 +98,34 @@ def test_no_notification_for_a_rolled_back_savepoint(tx: Tx, listener: Listener)
     assert listener.heard() == ["outer"]
 
 
-def test_a_job_scheduled_for_later_does_not_notify(tx: Tx, listener: Listener) -> None:
-    tx.enqueue("t", queue="later", delay=60)
-    tx.enqueue("t", queue="later", run_at=datetime.now(UTC) + timedelta(hours=1))
-    tx.commit()
+def test_a_job_scheduled_for_later_does_not_notify(one_tx: Tx, listener: Listener) -> None:
+    one_tx.enqueue("t", queue="later", delay=60)
+    one_tx.enqueue("t", queue="later", run_at=datetime.now(UTC) + timedelta(hours=1))
+    one_tx.commit()
     assert listener.heard() == []
 
 
-def test_a_job_due_in_the_past_notifies(tx: Tx, listener: Listener) -> None:
-    tx.enqueue("t", queue="overdue", run_at=datetime(2001, 1, 1, tzinfo=UTC))
-    tx.enqueue("t", queue="zero", delay=0)
-    tx.commit()
+def test_a_job_due_in_the_past_notifies(one_tx: Tx, listener: Listener) -> None:
+    one_tx.enqueue("t", queue="overdue", run_at=datetime(2001, 1, 1, tzinfo=UTC))
+    one_tx.enqueue("t", queue="zero", delay=0)
+    one_tx.commit()
     assert sorted(listener.heard()) == ["overdue", "zero"]
 
 
-def test_one_notification_per_queue_per_transaction(tx: Tx, listener: Listener) -> None:
+def test_one_notification_per_queue_per_transaction(one_tx: Tx, listener: Listener) -> None:
     for _ in range(5):
-        tx.enqueue("t", queue="busy")
-    tx.enqueue("t", queue="quiet")
-    tx.commit()
+        one_tx.enqueue("t", queue="busy")
+    one_tx.enqueue("t", queue="quiet")
+    one_tx.commit()
     assert sorted(listener.heard()) == ["busy", "quiet"]
 
 
-def test_a_skipped_unique_job_does_not_notify(tx: Tx, listener: Listener) -> None:
-    tx.enqueue("t", queue="uniq", unique_key="k")
-    tx.commit()
+def test_a_skipped_unique_job_does_not_notify(one_tx: Tx, listener: Listener) -> None:
+    one_tx.enqueue("t", queue="uniq", unique_key="k")
+    one_tx.commit()
     assert listener.heard() == ["uniq"]
-    assert tx.enqueue("t", queue="uniq", unique_key="k") is None
-    tx.commit()
+    assert one_tx.enqueue("t", queue="uniq", unique_key="k") is None
+    one_tx.commit()
     assert listener.heard() == []
 
 
@@ -137,9 +145,9 @@ def test_enqueue_many_notifies_each_due_queue_once(tx: Tx, listener: Listener) -
     assert sorted(listener.heard()) == ["alpha", "beta"]
 
 
-def test_enqueue_many_rolled_back_sends_nothing(tx: Tx, listener: Listener) -> None:
-    tx.enqueue_many([JobSpec("t", queue="alpha"), JobSpec("t", queue="beta")])
-    tx.rollback()
+def test_enqueue_many_rolled_back_sends_nothing(one_tx: Tx, listener: Listener) -> None:
+    one_tx.enqueue_many([JobSpec("t", queue="alpha"), JobSpec("t", queue="beta")])
+    one_tx.rollback()
     assert listener.heard() == []
 
 
