@@ -155,14 +155,20 @@ def get_job(conn: Connection, job_id: int) -> Job | None:
     return Job(*rows[0]) if rows else None
 
 
-def retry_jobs(conn: Connection, ids: Iterable[int], *, now: datetime | None = None) -> RetryResult:
+def retry_jobs(
+    conn: Connection,
+    ids: Iterable[int],
+    *,
+    batch_size: int = BATCH_SIZE_DEFAULT,
+    now: datetime | None = None,
+) -> RetryResult:
     """Failed or cancelled jobs among ``ids`` → queued now (see the module's retry policy).
 
     Ids in another state, unknown ids and jobs whose unique key is held by a live job are
     reported in ``skipped`` with the reason; nothing is raised for them.
     """
     result = RetryResult()
-    for batch in _batches(check_job_ids(ids)):
+    for batch in _batches(check_job_ids(ids), _check_batch_size(batch_size)):
         rows = _with_unique_retries(conn, store.retry_jobs(ids=batch, now=now))
         done = [row[0] for row in rows]
         result.retried += done
@@ -204,7 +210,11 @@ def retry_failed(
 
 
 def cancel_jobs(
-    conn: Connection, ids: Iterable[int], *, now: datetime | None = None
+    conn: Connection,
+    ids: Iterable[int],
+    *,
+    batch_size: int = BATCH_SIZE_DEFAULT,
+    now: datetime | None = None,
 ) -> CancelResult:
     """Cancel queued jobs among ``ids`` now; ask the workers running the running ones to stop.
 
@@ -212,7 +222,7 @@ def cancel_jobs(
     it sees the flag at its next heartbeat. Other ids are reported in ``skipped``.
     """
     result = CancelResult()
-    for batch in _batches(check_job_ids(ids)):
+    for batch in _batches(check_job_ids(ids), _check_batch_size(batch_size)):
         with conn.transaction():
             rows = store.fetch(conn, store.cancel_jobs(ids=batch, now=now))
         result.cancelled += [job_id for job_id, state in rows if state == "cancelled"]
@@ -257,7 +267,7 @@ def _check_batch_size(size: int) -> int:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _batches(ids: list[int], size: int = BATCH_SIZE_DEFAULT) -> Iterator[list[int]]:
+def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
 
