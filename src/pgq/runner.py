@@ -56,8 +56,7 @@ class JobContext:
     worker_id: str
     timeout: float | None = None
     worker_stopping: threading.Event = field(default_factory=threading.Event, repr=False)
-    stop_reason: str | None = None
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    stop_reason: str | None = None  # set once, from the worker's loop; read by task threads
 
     @property
     def id(self) -> int:
@@ -90,13 +89,12 @@ class JobContext:
     def should_stop(self) -> bool:
         """True once the task should wind down: the worker is stopping, the timeout passed,
         an operator cancelled the job, or its lease was lost."""
-        return self._stop.is_set() or self.worker_stopping.is_set()
+        return self.stop_reason is not None or self.worker_stopping.is_set()
 
     def request_stop(self, reason: str) -> None:
         # The first reason wins: a job that timed out stays a timeout even if shutdown follows.
         if self.stop_reason is None:
             self.stop_reason = reason
-        self._stop.set()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,15 @@ Wake-ups: a NOTIFY for one of our queues, a slot freeing up after a full claim, 
 this worker scheduled coming due, or the poll interval (the fallback, and the way jobs
 scheduled by others are found). A worker that was woken keeps claiming until a claim
 comes back short.
+
+Claim-ahead: while jobs are short, the worker claims more jobs than it has free slots and
+starts them the moment a slot frees, so claiming costs one round trip per many jobs
+instead of one per job or two. How many it claims ahead follows a moving average of job
+durations, so that a claimed-ahead job waits ``CLAIM_AHEAD_WAIT`` seconds on average at
+most (and never more than ``CLAIM_AHEAD_MAX`` jobs); jobs that take that long or longer
+are claimed only for free slots, so no job waits behind a slow one here while another
+worker is idle. Claimed-ahead jobs hold leases like running ones (heartbeats keep them)
+and are given back at once on shutdown.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import os
 import signal
 import socket
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from secrets import token_hex
@@ -41,6 +51,9 @@ CONCURRENCY_DEFAULT = 10
 POLL_INTERVAL_DEFAULT = 1.0
 GRACE_DEFAULT = 30.0
 RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdown
+CLAIM_AHEAD_WAIT = 0.05  # seconds a claimed-ahead job may wait on average for a slot
+CLAIM_AHEAD_MAX = 200  # jobs
+DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
 
 
 @dataclass
@@ -93,6 +106,8 @@ class Worker:
         self._names = [t.name for t in registry]
         self._leases = [t.lease or config.lease for t in registry]
         self._running: dict[int, _Running] = {}
+        self._ready: deque[ClaimedJob] = deque()  # claimed ahead, not started yet
+        self._avg_duration: float | None = None  # seconds, moving average
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
@@ -143,21 +158,38 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            free = self.config.concurrency - len(self._running)
-            if free <= 0:
+            room = self._room()
+            if room < self._claim_threshold():
                 await self._wait(self._slot_freed)
                 continue
             self._wakeup.clear()
-            claimed = await self._claim(free)
-            if len(claimed) == free:
+            claimed = await self._claim(room)
+            if len(claimed) == room:
                 continue  # a full claim: more may be waiting
             if self.config.burst:
-                if not claimed and not self._running:
+                if not claimed and not self._running and not self._ready:
                     return
                 if not claimed:
                     await self._wait(self._slot_freed)
                 continue
             await self._wait(self._wakeup, self.config.poll_interval)
+
+    def _claim_ahead(self) -> int:
+        avg = self._avg_duration
+        if avg is None or avg >= CLAIM_AHEAD_WAIT:
+            return 0
+        # A job ahead of n others waits about n * avg / concurrency for a slot.
+        affordable = self.config.concurrency * CLAIM_AHEAD_WAIT / max(avg, 1e-6)
+        return min(CLAIM_AHEAD_MAX, int(affordable))
+
+    def _room(self) -> int:
+        capacity = self.config.concurrency + self._claim_ahead()
+        return capacity - len(self._running) - len(self._ready)
+
+    def _claim_threshold(self) -> int:
+        # Claiming ahead, wait until half the buffer is used so each claim takes a batch;
+        # the rest of the buffer keeps the slots busy meanwhile.
+        return max(1, self._claim_ahead() // 2)
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         statement = store.claim_jobs(
@@ -193,6 +225,10 @@ class Worker:
 
     # --- running ----------------------------------------------------------------------------
 
+    def _start_ready(self) -> None:
+        while self._ready and len(self._running) < self.config.concurrency:
+            self._start(self._ready.popleft())
+
     def _start(self, job: ClaimedJob) -> None:
         task = self.registry.get(job.task)
         assert task is not None, "claimed only registered task names"
@@ -200,19 +236,29 @@ class Worker:
             job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
         )
         handle = asyncio.create_task(self._run_job(task, job, ctx))
-        self._running[job.id] = _Running(job, ctx, task, handle, task.lease or self.config.lease)
-        self.stats.claimed += 1
+        self._running[job.id] = _Running(job, ctx, task, handle, self._lease_of(job))
+
+    def _lease_of(self, job: ClaimedJob) -> float:
+        task = self.registry.get(job.task)
+        return (task.lease if task else None) or self.config.lease
 
     async def _run_job(self, task: Task, job: ClaimedJob, ctx: JobContext) -> None:
-        log.debug("job %d started", job.id, extra=_fields(job))
+        started = self._loop.time()
         outcome = await execute(task, job, ctx, self._executor)
+        self._note_duration(self._loop.time() - started)
         if self._running.pop(job.id, None) is None:
             return  # released at shutdown while still running; its outcome is moot
+        if not self._stopping.is_set():
+            self._start_ready()
         self._slot_freed.set()
         self._record(task, job, outcome)
         if outcome.kind in ("retry", "snooze"):
             self._loop.call_later(outcome.delay, self._wakeup.set)
         self._completer.submit(job, outcome)
+
+    def _note_duration(self, seconds: float) -> None:
+        avg = self._avg_duration
+        self._avg_duration = seconds if avg is None else avg + DURATION_SMOOTHING * (seconds - avg)
 
     def _record(self, task: Task, job: ClaimedJob, outcome: Outcome) -> None:
         kind = outcome.kind
@@ -228,7 +274,8 @@ class Worker:
         }[kind]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if outcome.error is None:
-            log.debug("job %d %s", job.id, kind, extra=_fields(job))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %d %s", job.id, kind, extra=_fields(job))
             return
         level = logging.ERROR if kind == "failed" else logging.WARNING
         log.log(
@@ -258,7 +305,8 @@ class Worker:
     # --- heartbeat --------------------------------------------------------------------------
 
     def _held(self) -> list[Held]:
-        return [Held(r.job, r.lease) for r in self._running.values()]
+        running = [Held(r.job, r.lease) for r in self._running.values()]
+        return running + [Held(job, self._lease_of(job)) for job in self._ready]
 
     def _on_heartbeat(self, result: HeartbeatResult) -> None:
         for job_id in result.lost:
@@ -328,6 +376,10 @@ class Worker:
 
     async def _finish_or_release(self) -> None:
         """Let running jobs finish within the grace period, then give the rest back."""
+        while self._ready:  # claimed ahead, never started: give them back at once
+            job = self._ready.popleft()
+            self.stats.released += 1
+            self._completer.submit(job, Outcome("release"))
         handles = [r.handle for r in self._running.values()]
         if handles:
             await asyncio.wait(handles, timeout=self.config.grace)

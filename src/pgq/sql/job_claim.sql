@@ -1,19 +1,33 @@
 -- Claim up to %(limit)s due jobs of registered tasks in one statement, in claim order
--- (priority first, then run_at, then id). SKIP LOCKED lets concurrent workers take disjoint
--- rows without waiting; MATERIALIZED keeps the locking subquery from being inlined (and so
--- run more than once) into the UPDATE. attempts grows here, at claim time, so a job that
--- kills its worker still counts; lease_token grows too, and fences every later write.
--- Each task's lease comes from the worker (tasks may ask for a longer one).
+-- (priority first, then run_at, then id).
+--
+-- Each queue is read by its own LATERAL subquery with `queue = q` (an equality), so it is an
+-- ordered scan of jobs_claim_idx that stops after LIMIT rows: with `queue = ANY(...)` the
+-- planner must fetch and sort every due row of every queue on each claim, which made
+-- claiming cost grow with the backlog. SKIP LOCKED lets concurrent workers take disjoint
+-- rows without waiting; rows a subquery locked but the outer LIMIT drops are unlocked when
+-- the statement's transaction ends. MATERIALIZED keeps the locking part from being inlined
+-- (and run more than once) into the UPDATE.
+--
+-- attempts grows here, at claim time, so a job that kills its worker still counts;
+-- lease_token grows too, and fences every later write about the job. Each task's lease
+-- comes from the worker (a task may ask for a longer one).
 WITH claimable AS MATERIALIZED (
-    SELECT id
-    FROM pgq.jobs
-    WHERE state = 'queued'
-      AND queue = ANY(%(queues)s::text[])
-      AND task = ANY(%(tasks)s::text[])
-      AND run_at <= coalesce(%(now)s::timestamptz, now())
-    ORDER BY priority DESC, run_at, id
+    SELECT c.id
+    FROM unnest(%(queues)s::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at
+        FROM pgq.jobs
+        WHERE state = 'queued'
+          AND queue = q.queue
+          AND task = ANY(%(tasks)s::text[])
+          AND run_at <= coalesce(%(now)s::timestamptz, now())
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE pgq.jobs AS j
 SET state = 'running',

@@ -7,29 +7,42 @@
 --   snooze   queued again after delay, not counted
 --   release  queued again now, not counted (graceful shutdown)
 -- An error, when given, is appended with the attempt number and database time.
+--
+-- Rows are found by primary key, one LATERAL lookup per outcome, and locked there: a join
+-- against the running set would let the planner scan all of jobs_running_idx, whose dead
+-- entries pile up between vacuums, so every write would cost more as the queue ages.
+WITH held AS MATERIALIZED (
+    SELECT d.id, d.outcome, d.delay, d.error
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(outcomes)s::text[],
+                %(delays)s::float8[], %(errors)s::jsonb[]) AS d(id, token, outcome, delay, error)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM pgq.jobs
+        WHERE id = d.id AND lease_token = d.token AND state = 'running'
+        FOR UPDATE
+    ) AS fenced
+)
 UPDATE pgq.jobs AS j
 SET state = CASE
-        WHEN d.outcome IN ('succeeded', 'failed', 'cancelled') THEN d.outcome
-        WHEN d.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'failed'
+        WHEN h.outcome IN ('succeeded', 'failed', 'cancelled') THEN h.outcome
+        WHEN h.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'failed'
         ELSE 'queued'
     END::pgq.job_state,
-    attempts = CASE WHEN d.outcome IN ('snooze', 'release') THEN j.attempts - 1
+    attempts = CASE WHEN h.outcome IN ('snooze', 'release') THEN j.attempts - 1
                     ELSE j.attempts END,
-    run_at = CASE WHEN d.outcome IN ('retry', 'snooze')
-                  THEN now() + make_interval(secs => d.delay)
+    run_at = CASE WHEN h.outcome IN ('retry', 'snooze')
+                  THEN now() + make_interval(secs => h.delay)
                   ELSE j.run_at END,
     finished_at = CASE
-        WHEN d.outcome IN ('succeeded', 'failed', 'cancelled')
-          OR (d.outcome = 'retry' AND j.attempts >= j.max_attempts) THEN now()
+        WHEN h.outcome IN ('succeeded', 'failed', 'cancelled')
+          OR (h.outcome = 'retry' AND j.attempts >= j.max_attempts) THEN now()
     END,
-    errors = CASE WHEN d.error IS NULL THEN j.errors
+    errors = CASE WHEN h.error IS NULL THEN j.errors
                   ELSE j.errors || jsonb_build_array(
                       jsonb_build_object('attempt', j.attempts, 'at', now(),
-                                         'worker_id', j.worker_id) || d.error)
+                                         'worker_id', j.worker_id) || h.error)
              END,
     lease_expires_at = NULL,
     cancel_requested = false
-FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(outcomes)s::text[],
-            %(delays)s::float8[], %(errors)s::jsonb[]) AS d(id, token, outcome, delay, error)
-WHERE j.id = d.id AND j.lease_token = d.token AND j.state = 'running'
+FROM held AS h
+WHERE j.id = h.id
 RETURNING j.id, j.state::text
