@@ -40,12 +40,19 @@ class Completer:
         self._pending: list[Finished] = []
         self._ready = asyncio.Event()
         self._closing = False
+        self._idle = asyncio.Event()  # set while nothing is pending or being written
+        self._idle.set()
         self.lost = 0  # outcomes not applied because the lease was no longer ours
         self.given_up = 0  # outcomes that could not be written at all (leases will lapse)
 
     def submit(self, job: ClaimedJob, outcome: Outcome) -> None:
         self._pending.append(Finished(job, outcome))
+        self._idle.clear()
         self._ready.set()
+
+    async def wait_idle(self) -> None:
+        """Return once every outcome submitted so far has been written (or given up on)."""
+        await self._idle.wait()
 
     def close(self) -> None:
         """Ask :meth:`run` to return once everything submitted has been written."""
@@ -68,6 +75,7 @@ class Completer:
             written += len(batch)
         if not self._closing:
             self._ready.clear()
+        self._idle.set()
         return written
 
     async def _write_with_retries(self, batch: list[Finished]) -> None:

@@ -167,12 +167,21 @@ class Worker:
             if len(claimed) == room:
                 continue  # a full claim: more may be waiting
             if self.config.burst:
-                if not claimed and not self._running and not self._ready:
+                if await self._burst_done(claimed):
                     return
-                if not claimed:
-                    await self._wait(self._slot_freed)
                 continue
             await self._wait(self._wakeup, self.config.poll_interval)
+
+    async def _burst_done(self, claimed: list[ClaimedJob]) -> bool:
+        """Burst mode ends when nothing runs, every outcome is written, and nothing is due."""
+        if claimed:
+            return False
+        if self._running or self._ready:
+            await self._wait(self._slot_freed)
+            return False
+        # An outcome still in the completer may be a retry that is due at once.
+        await self._completer.wait_idle()
+        return not await self._claim(self._room())
 
     def _claim_ahead(self) -> int:
         avg = self._avg_duration

@@ -294,12 +294,6 @@ def test_a_task_that_fails_then_succeeds_ends_succeeded_with_the_earlier_errors(
     assert [(e["attempt"], e["kind"]) for e in row["errors"]] == [(1, "ConnectionError")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="burst mode exits as soon as a claim comes back empty with nothing running, "
-    "before the completer has written the outcome of the job that just finished: a "
-    "Retry(delay=0) (or Snooze(0)) is left queued and due when `pgq work --burst` exits 0",
-)
 def test_burst_does_not_exit_while_a_job_it_retried_is_due(
     db_url: str, conn: psycopg.Connection[Any], reg: Registry
 ) -> None:
