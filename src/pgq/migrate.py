@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +33,10 @@ SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
 SCHEMA_VERSION = 2
 VERSION_LOCATION = "pgq:migrations/versions"
+# alembic keeps the running migration in module globals (alembic.context), so two
+# migrations in one process must not overlap; across processes the advisory lock in
+# env.py serialises them.
+_alembic_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +61,9 @@ def alembic_config(url: str | None = None, output: io.StringIO | None = None) ->
     from alembic.config import Config
 
     config = Config(output_buffer=output) if output is not None else Config()
+    # versions/ under script_location is alembic's default; naming it in version_locations
+    # would need a path_separator, and the legacy one splits paths that contain spaces.
     config.set_main_option("script_location", str(migrations_path()))
-    config.set_main_option("version_locations", str(migrations_path() / "versions"))
     if url is not None:
         config.set_main_option("sqlalchemy.url", to_sqlalchemy_url(url).replace("%", "%%"))
     return config
@@ -87,7 +93,8 @@ def upgrade_sql() -> str:
     from alembic import command
 
     buffer = io.StringIO()
-    command.upgrade(alembic_config(output=buffer), "heads", sql=True)
+    with _alembic_lock:
+        command.upgrade(alembic_config(output=buffer), "heads", sql=True)
     return buffer.getvalue()
 
 
@@ -135,22 +142,22 @@ def _online(action: Callable[[Config, str], None], url: str, revision: str) -> S
     from sqlalchemy.exc import DBAPIError
 
     libpq = to_libpq_url(url)
-    before = _read_version(libpq)
+    config = alembic_config()
     # The engine connects through pgq.db.connect, so SQLAlchemy never parses the URL (its
     # parser and libpq's disagree on edge cases) and connection errors read like pgq's.
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: connect(libpq), poolclass=pool.NullPool
     )
     try:
-        with engine.connect() as connection:
-            config = alembic_config()
+        with _alembic_lock, engine.connect() as connection:
             config.attributes["connection"] = connection
             action(config, revision)
     except (DBAPIError, CommandError) as exc:
         raise _migration_error(libpq, exc) from None
     finally:
         engine.dispose()
-    return SchemaChange(before, _read_version(libpq))
+    # env.py reads the version it started from under its lock (see _migrate there).
+    return SchemaChange(config.attributes.get("schema_version_before"), _read_version(libpq))
 
 
 def _read_version(url: str) -> int | None:

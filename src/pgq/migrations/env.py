@@ -43,6 +43,10 @@ def run_online() -> None:
 def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
     # Serialise concurrent `pgq migrate` runs (several pods starting at once).
     connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pgq.migrate'))"))
+    # Read under the lock, so a run that waited for another reports what it found after it,
+    # and tell pgq.migrate (which reports "created", "upgraded" or "up to date").
+    before = schema_version(connection.connection.driver_connection)
+    config.attributes["schema_version_before"] = before
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
     context.configure(
         connection=connection,
@@ -50,22 +54,19 @@ def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
         version_table_schema=SCHEMA,
         transactional_ddl=True,
     )
-    _refuse_schema_recorded_elsewhere(connection)
+    _refuse_schema_recorded_elsewhere(before)
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()
 
 
-def _refuse_schema_recorded_elsewhere(connection) -> None:  # type: ignore[no-untyped-def]
+def _refuse_schema_recorded_elsewhere(version: int | None) -> None:
     # A pgq schema with no pgq.alembic_version was installed by a host app's alembic (pgq as
     # a branch, recorded in the host's version table) or from `pgq migrate --sql` output
     # without its version table. Running our revisions again would fail half-way on
     # "already exists"; say what to do instead. Checked under the lock, so a concurrent
     # `pgq migrate` that just finished is seen as done, not as foreign.
-    if context.get_context().get_current_heads():
-        return
-    version = schema_version(connection.connection.driver_connection)
-    if version is not None:
+    if version is not None and not context.get_context().get_current_heads():
         raise SchemaError(
             f"this database has pgq schema version {version} but no pgq.alembic_version: "
             "it is managed by your application's alembic (pgq as a branch); upgrade it "

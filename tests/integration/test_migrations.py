@@ -1,0 +1,250 @@
+"""pgq's own migrations: upgrade, no-op, downgrade, SQL export, version check, concurrency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from subprocess import PIPE
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.script import ScriptDirectory
+
+from pgq import devdb, migrate
+from pgq.errors import DatabaseUnavailableError, PgqError, SchemaError
+
+# Everything the migrations create, read from the catalog, so two databases can be compared.
+CATALOG_QUERIES = {
+    "columns": """
+        SELECT table_name, column_name, data_type, udt_name, is_nullable, column_default,
+               is_identity, identity_generation
+        FROM information_schema.columns WHERE table_schema = 'pgq'
+        ORDER BY table_name, ordinal_position""",
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'pgq' ORDER BY 1",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(c.oid)
+        FROM pg_constraint AS c JOIN pg_namespace AS n ON n.oid = c.connamespace
+        WHERE n.nspname = 'pgq' ORDER BY 1, 2""",
+    "relations": """
+        SELECT relname, relkind, reloptions FROM pg_class
+        WHERE relnamespace = 'pgq'::regnamespace ORDER BY 1""",
+    "enums": """
+        SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)
+        FROM pg_enum AS e JOIN pg_type AS t ON t.oid = e.enumtypid
+        WHERE t.typnamespace = 'pgq'::regnamespace GROUP BY 1 ORDER BY 1""",
+    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'pgq' ORDER BY 1",
+    "comment": "SELECT obj_description('pgq'::regnamespace, 'pg_namespace')",
+    "versions": "SELECT version_num FROM pgq.alembic_version ORDER BY 1",
+}
+
+
+def catalog(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(url) as conn:
+        has_versions = conn.execute("SELECT to_regclass('pgq.alembic_version')").fetchone()
+        return {
+            name: conn.execute(query).fetchall() if name != "versions" or has_versions[0] else []
+            for name, query in CATALOG_QUERIES.items()
+        }
+
+
+def pgq_heads() -> set[str]:
+    return set(ScriptDirectory.from_config(migrate.alembic_config()).get_heads())
+
+
+def relation_exists(url: str, name: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,)
+
+
+@pytest.fixture
+def second_empty_db_url(pg_server: devdb.Server) -> Iterator[str]:
+    with devdb.scratch_database(pg_server, prefix="pgq_empty") as url:
+        yield url
+
+
+def test_upgrade_from_empty_creates_the_schema(empty_db_url: str) -> None:
+    change = migrate.upgrade(empty_db_url)
+
+    assert (change.before, change.after, change.changed) == (None, migrate.SCHEMA_VERSION, True)
+    assert relation_exists(empty_db_url, "pgq.jobs")
+    assert {row[0] for row in catalog(empty_db_url)["versions"]} == pgq_heads()
+    with psycopg.connect(empty_db_url) as conn:
+        migrate.check_schema(conn)
+
+
+def test_upgrade_twice_is_a_noop(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    first = catalog(empty_db_url)
+
+    change = migrate.upgrade(empty_db_url)
+
+    assert (change.before, change.after, change.changed) == (
+        migrate.SCHEMA_VERSION,
+        migrate.SCHEMA_VERSION,
+        False,
+    )
+    assert catalog(empty_db_url) == first
+
+
+def test_downgrade_to_base_then_upgrade_again(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    upgraded = catalog(empty_db_url)
+
+    change = migrate.downgrade(empty_db_url, "base")
+
+    assert (change.before, change.after) == (migrate.SCHEMA_VERSION, None)
+    after_downgrade = catalog(empty_db_url)
+    assert after_downgrade["versions"] == []
+    # Only pgq's own version table is left in its schema: no table, view, index or type.
+    assert [row[0] for row in after_downgrade["relations"]] == [
+        "alembic_version",
+        "alembic_version_pkc",
+    ]
+    assert after_downgrade["enums"] == []
+    with psycopg.connect(empty_db_url) as conn, pytest.raises(SchemaError, match="pgq migrate"):
+        migrate.check_schema(conn)
+
+    migrate.upgrade(empty_db_url)
+    assert catalog(empty_db_url) == upgraded
+
+
+def test_host_alembic_version_is_untouched(empty_db_url: str) -> None:
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO public.alembic_version VALUES ('host_0042')")
+
+    migrate.upgrade(empty_db_url)
+    migrate.downgrade(empty_db_url, "base")
+    migrate.upgrade(empty_db_url)
+
+    with psycopg.connect(empty_db_url) as conn:
+        host = conn.execute("SELECT version_num FROM public.alembic_version").fetchall()
+    assert host == [("host_0042",)]
+    assert {row[0] for row in catalog(empty_db_url)["versions"]} == pgq_heads()
+
+
+def test_sql_export_applies_to_an_empty_database_and_matches(
+    empty_db_url: str, second_empty_db_url: str
+) -> None:
+    migrate.upgrade(empty_db_url)
+    script = migrate.upgrade_sql()
+
+    with psycopg.connect(second_empty_db_url, autocommit=True) as conn:
+        conn.execute(script.encode())  # the whole script, BEGIN to COMMIT, as psql would
+
+    assert catalog(second_empty_db_url) == catalog(empty_db_url)
+    with psycopg.connect(second_empty_db_url) as conn:
+        migrate.check_schema(conn)
+    # The export records its revisions, so `pgq migrate` afterwards has nothing to do.
+    assert not migrate.upgrade(second_empty_db_url).changed
+
+
+def test_check_schema_on_a_database_without_pgq_says_to_migrate(empty_db_url: str) -> None:
+    with psycopg.connect(empty_db_url) as conn:
+        assert migrate.schema_version(conn) is None
+        with pytest.raises(SchemaError, match=r"missing.*run `pgq migrate`"):
+            migrate.check_schema(conn)
+
+
+@pytest.mark.parametrize(
+    ("offset", "advice"), [(-1, "run `pgq migrate`"), (1, "upgrade the pgq package")]
+)
+def test_check_schema_rejects_another_version(empty_db_url: str, offset: int, advice: str) -> None:
+    migrate.upgrade(empty_db_url)
+    other = migrate.SCHEMA_VERSION + offset
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(f"COMMENT ON SCHEMA pgq IS 'pgq schema {other}'")
+
+        with pytest.raises(SchemaError, match=f"version {other}.*{advice}"):
+            migrate.check_schema(conn)
+
+
+def test_concurrent_upgrades_in_one_process_take_turns(empty_db_url: str) -> None:
+    runners = 4
+    barrier = threading.Barrier(runners)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            migrate.upgrade(empty_db_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(runners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert {row[0] for row in catalog(empty_db_url)["versions"]} == pgq_heads()
+
+
+# `pgq migrate` with a start line: import everything (the slow part), say "ready", wait for
+# "go", then run the real CLI. Processes released together overlap in their migrations.
+GATED_PGQ_MIGRATE = """
+import os, sys, time, pathlib
+import alembic.command, sqlalchemy
+from pgq.cli import main
+start = pathlib.Path(sys.argv.pop(1))
+(start.parent / f"ready-{os.getpid()}").touch()
+while not start.exists():
+    time.sleep(0.001)
+sys.argv[0] = "pgq"
+main()
+"""
+
+
+def test_concurrent_pgq_migrate_processes_take_turns(empty_db_url: str, tmp_path: Path) -> None:
+    # Several pods running `pgq migrate` at start-up: across processes only the advisory
+    # lock in env.py keeps them from creating the same objects at once.
+    start = tmp_path / "go"
+    command = [sys.executable, "-c", GATED_PGQ_MIGRATE, str(start), "migrate", "--json"]
+    runs = [
+        subprocess.Popen([*command, "--database-url", empty_db_url], stdout=PIPE, stderr=PIPE)
+        for _ in range(3)
+    ]
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == len(runs))
+    start.touch()
+    results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+
+    assert [(code, err) for code, _, err in results] == [(0, b"")] * 3
+    changed = [json.loads(out)["changed"] for _, out, _ in results]
+    assert sorted(changed) == [False, False, True]
+    assert {row[0] for row in catalog(empty_db_url)["versions"]} == pgq_heads()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not true after {timeout}s: {condition}"
+        time.sleep(0.05)
+
+
+def test_a_failing_migration_is_rolled_back_whole(empty_db_url: str) -> None:
+    # Someone's own pgq.jobs is in the way: the migration fails and leaves nothing behind.
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA pgq; CREATE TABLE pgq.jobs (id int)")
+
+    with pytest.raises(PgqError, match=r"rolled back.*already exists"):
+        migrate.upgrade(empty_db_url)
+
+    state = catalog(empty_db_url)
+    assert [row[0] for row in state["relations"]] == ["jobs"]
+    assert state["enums"] == []
+    assert not relation_exists(empty_db_url, "pgq.alembic_version")
+
+
+def test_upgrade_of_an_unreachable_server_raises_database_unavailable() -> None:
+    url = f"postgresql://postgres:s3cret@127.0.0.1:{devdb.free_port()}/nowhere"
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        migrate.upgrade(url)
+    assert "s3cret" not in str(raised.value)
+    assert "127.0.0.1" in str(raised.value)
