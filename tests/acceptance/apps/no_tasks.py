@@ -1,0 +1,1 @@
+"""An --app module that imports fine but registers no task."""

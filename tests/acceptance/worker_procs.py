@@ -1,0 +1,117 @@
+"""Helpers for the acceptance tests: `pgq work` subprocesses and bounded waits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+PGQ = Path(sys.executable).with_name("pgq")
+WAIT_TIMEOUT = 30.0  # seconds a bounded wait may take before the test fails
+APP = "acceptance_tasks"
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = WAIT_TIMEOUT, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not met within {timeout}s")
+        time.sleep(0.02)
+
+
+def worker_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
+    env.pop("DATABASE_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), env.get("PYTHONPATH")]))
+    env["PGQ_DATABASE_URL"] = url  # the ledger's own connections use it
+    env["COLUMNS"] = "200"  # typer's help and errors are laid out for this width
+    return env
+
+
+def run_pgq(
+    args: list[str], url: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pgq <args>`` to completion (for commands that exit by themselves)."""
+    return subprocess.run(
+        [str(PGQ), *args],
+        env=worker_env(url),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class WorkerProcess:
+    """A `pgq work` subprocess and its log file."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_started(self) -> None:
+        wait_for(
+            lambda: "started:" in self.log() or self.proc.poll() is not None,
+            what=f"worker {self.pid} startup",
+        )
+        assert self.proc.poll() is None, f"the worker exited early:\n{self.log()}"
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {self.pid} still running after {timeout}s:\n{self.log()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def db_now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return row[0]
+
+
+def job(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    cur = conn.execute("SELECT * FROM pgq.jobs WHERE id = %s", (job_id,))
+    names = [c.name for c in cur.description or []]
+    values = cur.fetchone()
+    assert values is not None
+    return dict(zip(names, values, strict=True))
