@@ -6,6 +6,7 @@ read in that same transaction, where now() does not move: every value is known e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -353,3 +354,33 @@ def test_the_detector_sees_a_sequential_scan(big_db: Conn) -> None:
 def test_no_view_scans_the_jobs_table(big_db: Conn, query: str) -> None:
     plan = explain(big_db, query)
     assert seq_scans_of_jobs(plan) == [], f"{query} scans pgq.jobs:\n{plan}"
+
+
+# --- the Grafana dashboard ----------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "pgq.json"
+# What Grafana's PostgreSQL data source makes of the macros the panels use.
+GRAFANA_MACROS = {"$__timeFilter(minute)": "minute BETWEEN now() - interval '6 hours' AND now()"}
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["rawSql"])
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+@pytest.mark.parametrize(("title", "sql"), dashboard_queries(), ids=lambda v: v[:40])
+def test_every_dashboard_query_runs_on_the_views(conn: Conn, title: str, sql: str) -> None:
+    for macro, expansion in GRAFANA_MACROS.items():
+        sql = sql.replace(macro, expansion)
+    assert "$__" not in sql, f"{title}: a Grafana macro the test does not expand"
+    assert "pgq.jobs" not in sql, f"{title}: dashboards read the views, not the table"
+    with conn.transaction():
+        add_job(conn, "a", "failed", finished="-1 minute", errors=[(1, "-1 minute")])
+        add_job(conn, "a", "running", started="-1 minute", lease="30 seconds")
+        add_job(conn, "a", "queued", run_at="-1 minute")
+        rows = conn.execute(sql.encode()).fetchall()
+    assert rows, f"{title} returned no rows"
