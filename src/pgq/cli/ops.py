@@ -330,6 +330,7 @@ def _print_job(job: admin.Job) -> None:
     for name, value in asdict(job).items():
         if name not in skip:
             shown = _when(value) if isinstance(value, datetime) else str(value)
+            shown = "-" if value is None else shown
             table.add_row(name, Text(shown))
     table.add_row("args", Text(json.dumps(job.args, ensure_ascii=False)))
     _console.print(table)
