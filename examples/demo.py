@@ -4,7 +4,8 @@ Steps, each a function below so more can be added (running a worker, for one):
 
 1. find a PostgreSQL server: $PGQ_DATABASE_URL or $DATABASE_URL when set, else the way the
    test suite does (testcontainers, localhost:5432, or a throwaway cluster);
-2. drop and recreate the database ``pgq_demo`` on it, so every run starts the same;
+2. drop and recreate the database ``pgq_demo`` (or $PGQ_DEMO_DATABASE) on it, so every
+   run starts the same;
 3. migrate it with the shop's alembic (``upgrade heads``), which installs the shop's
    tables and pgq's schema, included as the ``pgq`` branch of the shop's migrations;
 4. place orders in SQLAlchemy transactions: committed ones leave their jobs, a rolled-back
@@ -32,7 +33,8 @@ from pgq import devdb, migrate
 from pgq.db import redact, to_libpq_url
 from pgq.errors import PgqError
 
-DEMO_DATABASE = "pgq_demo"
+# $PGQ_DEMO_DATABASE names another database (the test suite runs the demo in its own).
+DEMO_DATABASE = os.environ.get("PGQ_DEMO_DATABASE") or "pgq_demo"
 SHOP_ALEMBIC_INI = Path(__file__).resolve().parent / "shop" / "alembic.ini"
 URL_ENV_VARS = ("PGQ_DATABASE_URL", "DATABASE_URL")
 
@@ -61,7 +63,7 @@ def find_server() -> Iterator[devdb.Server]:
     if name is not None:
         server = devdb.Server(to_libpq_url(os.environ[name]), f"${name}")
         if server.url.rpartition("/")[2].partition("?")[0] == DEMO_DATABASE:
-            # pgq_demo is about to be dropped: administer it from another database.
+            # The demo database is about to be dropped: administer it from another one.
             server.url = server.database_url("postgres")
         yield _announce(server)
         return
@@ -77,7 +79,7 @@ def _announce(server: devdb.Server) -> devdb.Server:
 
 
 def create_database(server: devdb.Server) -> str:
-    """Drop and recreate pgq_demo; point this process (and any child) at it."""
+    """Drop and recreate the demo database; point this process (and any child) at it."""
     url = devdb.recreate_database(server, DEMO_DATABASE)
     print(f"Created database {DEMO_DATABASE}: {redact(url)}")
     # The shop (its alembic env, its tasks) and pgq's CLI read their database from here.
