@@ -136,8 +136,9 @@ class ReconnectingConnection:
             if self._delay:
                 await asyncio.sleep(self._delay)
             try:
-                self._conn = await connect_async(self._url, autocommit=True,
-                                                 application_name=f"pgq {self._name}")
+                self._conn = await connect_async(
+                    self._url, autocommit=True, application_name=f"pgq {self._name}"
+                )
             except DatabaseUnavailableError as exc:
                 self._delay = min(max(self._delay * 2, RECONNECT_DELAY_MIN), RECONNECT_DELAY_MAX)
                 log.warning("%s connection: %s; retrying in %.1fs", self._name, exc, self._delay)

@@ -11,13 +11,13 @@ import functools
 import json
 import threading
 import traceback
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pgq.errors import Fail, Retry, Snooze
 from pgq.registry import Task
+from pgq.threads import ThreadPool
 
 ERROR_MESSAGE_MAX_CHARS = 2000
 ERROR_TRACEBACK_MAX_CHARS = 8000
@@ -110,13 +110,13 @@ class Outcome:
         return None if self.error is None else json.dumps(self.error, ensure_ascii=False)
 
 
-async def execute(task: Task, job: ClaimedJob, ctx: JobContext, executor: Executor) -> Outcome:
+async def execute(task: Task, job: ClaimedJob, ctx: JobContext, threads: ThreadPool) -> Outcome:
     """Run one attempt of ``job`` and return its outcome; never raises for the task's errors."""
     try:
         if task.is_async:
             await _run_async(task, job, ctx)
         else:
-            await _run_sync(task, job, ctx, executor)
+            await _run_sync(task, job, ctx, threads)
     except asyncio.CancelledError:
         return _stopped_outcome(task, job, ctx)
     except BaseException as exc:
@@ -141,14 +141,14 @@ async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
         raise
 
 
-async def _run_sync(task: Task, job: ClaimedJob, ctx: JobContext, executor: Executor) -> None:
+async def _run_sync(task: Task, job: ClaimedJob, ctx: JobContext, threads: ThreadPool) -> None:
     loop = asyncio.get_running_loop()
     args = (ctx,) if task.pass_context else ()
     # Python cannot interrupt a thread: at the deadline the context's flag is set, and the
     # attempt counts as a timeout whenever the function returns.
     timer = loop.call_later(task.timeout, ctx.request_stop, "timeout") if task.timeout else None
     try:
-        await loop.run_in_executor(executor, functools.partial(task.func, *args, **job.args))
+        await threads.run(functools.partial(task.func, *args, **job.args))
     finally:
         if timer is not None:
             timer.cancel()

@@ -30,20 +30,20 @@ import signal
 import socket
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
 
 import psycopg
 
-from pgq import store
+from pgq import reaper, store
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
 from pgq.runner import ClaimedJob, JobContext, Outcome, execute
+from pgq.threads import ThreadPool
 
 log = logging.getLogger("pgq.worker")
 
@@ -51,6 +51,7 @@ CONCURRENCY_DEFAULT = 10
 POLL_INTERVAL_DEFAULT = 1.0
 GRACE_DEFAULT = 30.0
 RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdown
+REAPER_JOIN_TIMEOUT = 10.0  # seconds to wait for the reaper thread's pass to end at shutdown
 CLAIM_AHEAD_WAIT = 0.05  # seconds a claimed-ahead job may wait on average for a slot
 CLAIM_AHEAD_MAX = 200  # jobs
 DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
@@ -129,7 +130,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="pgq")
+        self._threads = ThreadPool(self._loop, self.config.concurrency)
         self._claim_db = ReconnectingConnection(self.config.database_url, "claim")
         self._write_db = ReconnectingConnection(self.config.database_url, "writer")
         self._completer = Completer(self._write_db.execute)
@@ -140,6 +141,7 @@ class Worker:
         if install_signal_handlers:
             self._install_signal_handlers()
         background = self._start_background()
+        reaper_thread = self._start_reaper()
         log.info(
             "worker %s started: queues %s, %d tasks, concurrency %d%s",
             self.config.worker_id,
@@ -152,6 +154,8 @@ class Worker:
             await self._claim_loop()
         finally:
             await self._shutdown(background)
+            if reaper_thread is not None:
+                await asyncio.to_thread(reaper_thread.join, REAPER_JOIN_TIMEOUT)
         return self.stats
 
     # --- claiming ---------------------------------------------------------------------------
@@ -164,6 +168,8 @@ class Worker:
                 continue
             self._wakeup.clear()
             claimed = await self._claim(room)
+            if claimed is None:
+                continue  # the claim failed and already waited
             if len(claimed) == room:
                 continue  # a full claim: more may be waiting
             if self.config.burst:
@@ -181,7 +187,7 @@ class Worker:
             return False
         # An outcome still in the completer may be a retry that is due at once.
         await self._completer.wait_idle()
-        return not await self._claim(self._room())
+        return await self._claim(self._room()) == []
 
     def _claim_ahead(self) -> int:
         avg = self._avg_duration
@@ -200,7 +206,15 @@ class Worker:
         # the rest of the buffer keeps the slots busy meanwhile.
         return max(1, self._claim_ahead() // 2)
 
-    async def _claim(self, limit: int) -> list[ClaimedJob]:
+    async def _execute_claim(self, statement: store.Statement) -> list[store.Row]:
+        try:
+            return await self._claim_db.execute(statement)
+        except psycopg.OperationalError:
+            # A dropped connection (server restart, pg_terminate_backend) shows only when
+            # used: reconnect (with backoff) and try once more before giving up this poll.
+            return await self._claim_db.execute(statement)
+
+    async def _claim(self, limit: int) -> list[ClaimedJob] | None:
         statement = store.claim_jobs(
             queues=self.queues,
             tasks=self._names,
@@ -209,18 +223,18 @@ class Worker:
             worker_id=self.config.worker_id,
         )
         try:
-            rows = await self._claim_db.execute(statement)
+            rows = await self._execute_claim(statement)
         except psycopg.Error as exc:
             log.warning("claiming failed: %s", " ".join(str(exc).split()))
-            # A lost connection waits in its reconnect backoff; anything else waits here,
-            # so a persistent error never makes the loop spin.
+            # Wait (a notification ends the wait early) so a persistent error never spins.
             await self._wait(self._wakeup, self.config.poll_interval)
-            return []
+            return None
         jobs = sorted(
             (ClaimedJob.from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id)
         )
-        for job in jobs:
-            self._start(job)
+        self.stats.claimed += len(jobs)
+        self._ready.extend(jobs)
+        self._start_ready()
         return jobs
 
     async def _wait(self, event: asyncio.Event, timeout: float | None = None) -> None:
@@ -253,7 +267,7 @@ class Worker:
 
     async def _run_job(self, task: Task, job: ClaimedJob, ctx: JobContext) -> None:
         started = self._loop.time()
-        outcome = await execute(task, job, ctx, self._executor)
+        outcome = await execute(task, job, ctx, self._threads)
         self._note_duration(self._loop.time() - started)
         if self._running.pop(job.id, None) is None:
             return  # released at shutdown while still running; its outcome is moot
@@ -349,6 +363,20 @@ class Worker:
             tasks.append(asyncio.create_task(self._listener.run(), name="pgq-listener"))
         return tasks
 
+    def _start_reaper(self) -> threading.Thread | None:
+        # A thread with its own connection: every worker runs one, and an advisory lock
+        # makes sure only one in the cluster does a pass at a time.
+        if not self.config.run_reaper:
+            return None
+        thread = threading.Thread(
+            target=reaper.run,
+            args=(self.config.database_url, reaper.ReaperConfig(), self._stopping),
+            name="pgq-reaper",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     def _install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, self._on_signal, signum)
@@ -380,7 +408,7 @@ class Worker:
         for db in (self._claim_db, self._write_db):
             await db.close()
         await self._listener.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         log.info("worker %s stopped: %s", self.config.worker_id, self.stats)
 
     async def _finish_or_release(self) -> None:

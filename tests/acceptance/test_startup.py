@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from worker_procs import APP, run_pgq
 
 from pgq import migrate
@@ -52,12 +51,6 @@ def test_refuses_a_module_that_cannot_be_imported(db_url: str, tmp_path: Path) -
     assert_refused(result, "no_such_module_for_pgq")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/worker.py _import_apps catches only ImportError: an --app module that raises "
-    "anything else at import (RuntimeError from missing settings) escapes as a full "
-    "traceback with exit code 1 instead of a one-line error with exit code 2",
-)
 def test_refuses_a_module_whose_import_raises(db_url: str, tmp_path: Path) -> None:
     result = run_pgq(
         ["work", "--app", "broken_on_import", "--database-url", db_url], db_url, tmp_path

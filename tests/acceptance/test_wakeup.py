@@ -133,14 +133,6 @@ def test_after_its_connections_are_killed_the_worker_reconnects_and_keeps_workin
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a failed claim the worker waits a full --poll-interval twice over: "
-    "Worker._claim() waits on _wakeup for poll_interval after a psycopg.Error and returns "
-    "[], then _claim_loop() waits on _wakeup for poll_interval again; a NOTIFY (even one "
-    "arriving after the listener reconnected) only ends the first wait, so the job waits "
-    "for the 30 s poll",
-)
 def test_a_job_enqueued_once_the_listener_is_back_is_picked_up_without_the_poll(
     db_url: str, ledger: psycopg.Connection[Any], listening_worker: WorkerProcess
 ) -> None:
@@ -157,13 +149,6 @@ def test_a_job_enqueued_once_the_listener_is_back_is_picked_up_without_the_poll(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the poll the listener triggers after reconnecting runs on the claim connection "
-    "that was killed too (ReconnectingConnection only notices on use): that claim fails "
-    "and the worker then waits --poll-interval (30 s), so a job committed while the "
-    "listener was reconnecting (its NOTIFY lost) is not found by that poll",
-)
 def test_a_job_enqueued_while_the_connections_are_down_is_found_after_reconnecting(
     db_url: str, ledger: psycopg.Connection[Any], listening_worker: WorkerProcess
 ) -> None:

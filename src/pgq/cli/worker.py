@@ -126,8 +126,8 @@ def _import_apps(apps: list[str]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            fail(f"cannot import --app {name!r}: {exc}")
+        except Exception as exc:  # the app's own import-time errors too, in one line
+            fail(f"cannot import --app {name!r}: {type(exc).__name__}: {exc}")
 
 
 def _configure_logging(level: str) -> None:
