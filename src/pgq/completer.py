@@ -34,8 +34,14 @@ class Finished:
 class Completer:
     """Collects outcomes and writes them with :func:`store.finish_jobs` through ``execute``."""
 
-    def __init__(self, execute: Execute, batch_max: int = BATCH_MAX_DEFAULT) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        batch_max: int = BATCH_MAX_DEFAULT,
+        on_lost: Callable[[ClaimedJob], None] | None = None,
+    ) -> None:
         self._execute = execute
+        self._on_lost = on_lost
         self._batch_max = batch_max
         self._pending: list[Finished] = []
         self._ready = asyncio.Event()
@@ -108,6 +114,8 @@ class Completer:
         for item in batch:
             if item.job.id not in applied:
                 self.lost += 1
+                if self._on_lost is not None:
+                    self._on_lost(item.job)
                 log.warning(
                     "lease lost: job %d was taken back before its outcome %r was "
                     "written; nothing was changed",

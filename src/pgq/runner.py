@@ -37,6 +37,7 @@ class ClaimedJob:
     priority: int
     run_at: datetime
     enqueued_at: datetime
+    lag: float = 0.0  # seconds from run_at to the claim, in database time
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ClaimedJob:

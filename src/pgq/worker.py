@@ -39,6 +39,7 @@ import psycopg
 from pgq import reaper, store
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection
+from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
@@ -97,12 +98,18 @@ class _Running:
 class Worker:
     """Runs registered tasks until stopped. ``Worker(config).run()`` blocks; see ``pgq work``."""
 
-    def __init__(self, config: WorkerConfig, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        registry: Registry = REGISTRY,
+        events: WorkerEvents | None = None,
+    ) -> None:
         if len(registry) == 0:
             raise ValueError("no task is registered; import the modules that define tasks")
         self.config = config
         self.registry = registry
         self.stats = WorkerStats()
+        self.events = events or WorkerEvents()
         self.queues = config.queues or registry.queues()
         self._names = [t.name for t in registry]
         self._leases = [t.lease or config.lease for t in registry]
@@ -133,7 +140,7 @@ class Worker:
         self._threads = ThreadPool(self._loop, self.config.concurrency)
         self._claim_db = ReconnectingConnection(self.config.database_url, "claim")
         self._write_db = ReconnectingConnection(self.config.database_url, "writer")
-        self._completer = Completer(self._write_db.execute)
+        self._completer = Completer(self._write_db.execute, on_lost=self.events.lease_lost)
         self._heartbeat = Heartbeat(
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
         )
@@ -233,6 +240,8 @@ class Worker:
             (ClaimedJob.from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id)
         )
         self.stats.claimed += len(jobs)
+        if jobs:
+            self.events.jobs_claimed(jobs)
         self._ready.extend(jobs)
         self._start_ready()
         return jobs
@@ -274,7 +283,7 @@ class Worker:
         if not self._stopping.is_set():
             self._start_ready()
         self._slot_freed.set()
-        self._record(task, job, outcome)
+        self._record(task, job, outcome, self._loop.time() - started)
         if outcome.kind in ("retry", "snooze"):
             self._loop.call_later(outcome.delay, self._wakeup.set)
         self._completer.submit(job, outcome)
@@ -283,7 +292,7 @@ class Worker:
         avg = self._avg_duration
         self._avg_duration = seconds if avg is None else avg + DURATION_SMOOTHING * (seconds - avg)
 
-    def _record(self, task: Task, job: ClaimedJob, outcome: Outcome) -> None:
+    def _record(self, task: Task, job: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         kind = outcome.kind
         if kind == "retry" and job.attempt >= job.max_attempts:
             kind = "failed"
@@ -296,6 +305,7 @@ class Worker:
             "release": "released",
         }[kind]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        self.events.job_finished(job, counter, seconds)
         if outcome.error is None:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("job %d %s", job.id, kind, extra=_fields(job))
@@ -342,6 +352,7 @@ class Worker:
         if running is None:
             return
         if reason == "lease_lost":
+            self.events.lease_lost(running.job)
             log.warning(
                 "lease lost: job %d is no longer held by this worker",
                 job_id,
@@ -416,6 +427,7 @@ class Worker:
         while self._ready:  # claimed ahead, never started: give them back at once
             job = self._ready.popleft()
             self.stats.released += 1
+            self.events.job_finished(job, "released", 0.0)
             self._completer.submit(job, Outcome("release"))
         handles = [r.handle for r in self._running.values()]
         if handles:
@@ -428,7 +440,7 @@ class Worker:
             else:
                 # The thread cannot be stopped; release the job now and exit without it.
                 self._running.pop(running.job.id, None)
-                self._record(running.task, running.job, Outcome("release"))
+                self._record(running.task, running.job, Outcome("release"), 0.0)
                 self._completer.submit(running.job, Outcome("release"))
                 self._abandoned_threads = True
         pending = [r.handle for r in leftovers if r.task.is_async]

@@ -41,4 +41,5 @@ FROM claimable AS c,
      unnest(%(tasks)s::text[], %(leases)s::float8[]) AS l(task, lease)
 WHERE j.id = c.id AND l.task = j.task
 RETURNING j.id, j.queue, j.task, j.args, j.attempts, j.max_attempts, j.lease_token,
-          j.priority, j.run_at, j.created_at
+          j.priority, j.run_at, j.created_at,
+          extract(epoch FROM now() - j.run_at)::float8 AS lag_seconds
