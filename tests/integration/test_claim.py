@@ -269,6 +269,46 @@ def test_concurrent_claims_in_open_transactions_take_disjoint_rows(
     assert {r[2] for r in rows} == {1}
 
 
+@pytest.mark.parametrize("kinds", [("sync",), ("async",), ("sync", "async")])
+def test_a_worker_never_runs_more_jobs_at_once_than_its_concurrency(
+    db_url: str, conn: psycopg.Connection[Any], kinds: tuple[str, ...]
+) -> None:
+    """Short jobs make the worker claim ahead; the extra ones must wait for a slot."""
+    reg = Registry()
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    def enter() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+
+    def leave() -> None:
+        with lock:
+            running[0] -= 1
+
+    @pgq.task(name="claim.short_sync", registry=reg)
+    def short_sync() -> None:
+        enter()
+        time.sleep(0.005)
+        leave()
+
+    @pgq.task(name="claim.short_async", registry=reg)
+    async def short_async() -> None:
+        enter()
+        await asyncio.sleep(0.005)
+        leave()
+
+    names = [f"claim.short_{kind}" for kind in kinds]
+    pgq.enqueue_many(conn, [pgq.JobSpec(names[n % len(names)]) for n in range(300)])
+
+    stats = run_burst(db_url, reg, concurrency=3)
+
+    assert stats.succeeded == 300
+    assert 2 <= peak[0] <= 3
+
+
 # --- only registered task names -------------------------------------------------------------
 
 
