@@ -72,6 +72,7 @@ def test_the_option_beats_both_variables(three_databases: tuple[str, str, str]) 
     done = pgq("migrate", "--database-url", a, PGQ_DATABASE_URL=b, DATABASE_URL=c)
 
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("pgq schema created (version ")
     assert [has_pgq(a), has_pgq(b), has_pgq(c)] == [True, False, False]
 
 
@@ -103,17 +104,14 @@ def test_without_url_the_default_is_localhost(monkeypatch: pytest.MonkeyPatch) -
 def test_sqlalchemy_url_and_password_are_accepted_and_never_printed(empty_db_url: str) -> None:
     url = with_password(empty_db_url).replace("postgresql://", "postgresql+psycopg://", 1)
 
-    created = pgq("migrate", "--database-url", url)
-    again = pgq("migrate", "--json", "--database-url", url)
+    done = pgq("migrate", "--json", "--database-url", url)
 
-    assert created.returncode == 0, created.stderr
-    assert created.stdout.startswith("pgq schema created (version ")
-    assert again.returncode == 0, again.stderr
-    result = json.loads(again.stdout)
-    assert result["changed"] is False and result["version"] == result["version_before"]
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["changed"] is True and result["version_before"] is None
     assert result["database_url"].startswith("postgresql://postgres:***@")
-    for output in (created.stdout, created.stderr, again.stdout, again.stderr):
-        assert SECRET not in output
+    assert SECRET not in done.stdout + done.stderr
+    assert has_pgq(empty_db_url)
 
 
 def test_an_unreachable_server_is_one_line_and_exit_2() -> None:
@@ -135,9 +133,8 @@ MALFORMED_URLS = [
 ]
 
 
-@pytest.mark.parametrize("url", MALFORMED_URLS[1:3])
-def test_a_malformed_url_is_one_line_and_exit_2(url: str) -> None:
-    done = pgq("migrate", "--database-url", url)
+def test_a_malformed_url_is_one_line_and_exit_2() -> None:
+    done = pgq("migrate", "--database-url", MALFORMED_URLS[2])  # once a SQLAlchemy traceback
 
     assert_one_line_error(done)
     assert "database URL" in done.stderr
