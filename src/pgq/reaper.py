@@ -203,22 +203,21 @@ def prune_once(
 
     Each batch of ``config.prune_batch_size`` rows is its own transaction under the
     pruner's advisory lock; a state is done when a batch comes back short. Stops early
-    after ``max_batches`` batches or when another process holds the lock (the result then
-    has ``complete=False``). ``on_batch(state, deleted)`` is called after every batch
-    (progress for the CLI). ``conn`` must have no transaction open.
+    after ``max_batches`` full batches (plus at most one short batch per state) or when
+    another process holds the lock; the result then has ``complete=False`` and the next
+    call carries on. ``on_batch(state, deleted)`` is called after every batch (progress
+    for the CLI). ``conn`` must have no transaction open.
     """
     config = config or ReaperConfig()
     _check_idle(conn)
-    deleted = {state: 0 for state in FINISHED_STATES}
-    batches = 0
+    deleted = dict.fromkeys(FINISHED_STATES, 0)
+    batches = full = 0
     for state in FINISHED_STATES:
         retention = config.retention(state)
         statement = store.prune_finished_jobs(
             state=state, retention=retention or 0.0, limit=config.prune_batch_size, now=now
         )
         while retention is not None:
-            if max_batches is not None and batches >= max_batches:
-                return PruneResult(deleted, batches, complete=False)
             with conn.transaction():
                 if not _try_lock(conn, store.try_prune_lock(key=PRUNE_LOCK_KEY)):
                     return PruneResult(deleted, batches, locked_out=True, complete=False)
@@ -229,6 +228,9 @@ def prune_once(
                 on_batch(state, count)
             if count < config.prune_batch_size:
                 break
+            full += 1
+            if max_batches is not None and full >= max_batches:
+                return PruneResult(deleted, batches, complete=False)
     if sum(deleted.values()):
         log.info("pruned %s", ", ".join(f"{n} {s}" for s, n in deleted.items() if n))
     return PruneResult(deleted, batches)
