@@ -548,3 +548,45 @@ def test_a_worker_keeps_running_jobs_while_one_task_is_slow(
 
     assert release.is_set(), "the quick jobs ran while the blocker waited"
     assert job(conn, blocked)["state"] == "succeeded"
+
+
+# --- shutdown -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ending", "state", "attempts"),
+    [("returns", "succeeded", 1), ("snoozes", "queued", 0)],
+)
+def test_during_the_grace_period_the_tasks_own_outcome_is_written(
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    reg: Registry,
+    ending: str,
+    state: str,
+    attempts: int,
+) -> None:
+    """A task that sees should_stop() at shutdown chooses: return (done) or Snooze (again)."""
+    started = threading.Event()
+
+    @pgq.task(name="outcomes.winds_down", registry=reg, pass_context=True)
+    def winds_down(ctx: JobContext) -> None:
+        started.set()
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not ctx.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ctx.stop_reason is None, "within the grace, nothing has decided for the task"
+        if ending == "snoozes":
+            raise pgq.Snooze(0)
+
+    job_id = pgq.enqueue(conn, winds_down)
+    worker = make_worker(db_url, reg, burst=False, grace=WAIT_TIMEOUT)
+    thread = threading.Thread(target=lambda: asyncio.run(worker.run_async()), daemon=True)
+    thread.start()
+    assert started.wait(WAIT_TIMEOUT)
+
+    worker.stop()
+    thread.join(WAIT_TIMEOUT)
+
+    assert not thread.is_alive()
+    row = job(conn, job_id)
+    assert (row["state"], row["attempts"], row["errors"]) == (state, attempts, [])
