@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench soak bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,26 @@ format: install
 
 bench: install ## the benchmark suite; JSON lines on stdout
 	$(PY) -m benchmarks
+
+soak: install ## scenario 8 alone: 2 x 10 minutes of steady load (about 25 minutes)
+	$(PY) -m benchmarks --only soak
+
+# The peers live in a venv of their own (with pgq installed too), so they never leak into
+# pgq's. typer<0.20: pgqueuer 1.6's CLI fails on newer typer ("'str' object has no
+# attribute 'name'" for its --log-level default).
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS := procrastinate "pgqueuer[asyncpg,psycopg]" "typer<0.20"
+
+$(PEERS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	echo '*' > $(PEERS_VENV)/.gitignore
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -e . $(PEERS)
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP) ## scenarios 1-4 for pgq, Procrastinate and PgQueuer, in one run
+	$(PEERS_VENV)/bin/python -m benchmarks --only enqueue_single,enqueue_many,drain,latency,peers
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

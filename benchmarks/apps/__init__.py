@@ -1,0 +1,1 @@
+"""Task modules the benchmark's workers import with ``--app``."""

@@ -1,0 +1,73 @@
+"""Scenario 3: one ``pgq work`` with default settings drains 20,000 queued no-op jobs.
+
+The jobs are queued before the worker starts; the worker runs with ``--burst`` (it exits
+once nothing is due), and the drain is timed in database time from the first claim
+(min started_at) to the last completion (max finished_at), so the worker's start-up and
+exit are not counted. Also the helpers the other worker-side scenarios share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pgq
+from benchmarks.apps.noop import NOOP
+from benchmarks.db import BenchError, Span, connect, drain_span, fresh_database
+from benchmarks.harness import Context, Result
+from benchmarks.workers import WorkerProcess
+
+NAME = "drain"
+N, N_QUICK = 20_000, 2_000
+TARGET_PER_S = 10_000
+ENQUEUE_BATCH = 50_000
+DRAIN_TIMEOUT_BASE = 60.0  # seconds, plus one per DRAIN_TIMEOUT_RATE jobs
+DRAIN_TIMEOUT_RATE = 200
+
+
+def run(ctx: Context) -> Iterator[Result]:
+    n = ctx.size(N, N_QUICK)
+    with fresh_database(ctx.server) as url:
+        first, last = enqueue_noops(url, n)
+        ctx.log(f"drain: {n:,} jobs queued; one worker, default settings, --burst")
+        span = burst_drain(url, first, last)
+    result = Result(NAME, "pgq", n, span.seconds)
+    result.target = f">= {TARGET_PER_S:,} jobs/s"
+    result.met = result.per_s >= TARGET_PER_S
+    yield result
+
+
+def enqueue_noops(url: str, n: int, batch: int = ENQUEUE_BATCH) -> tuple[int, int]:
+    """Queue ``n`` no-op jobs (in transactions of ``batch``); return the first and last id."""
+    ids: list[int] = []
+    with connect(url) as conn:
+        for start in range(0, n, batch):
+            specs = [pgq.JobSpec(NOOP, {"i": i}) for i in range(start, min(n, start + batch))]
+            with conn.transaction():
+                ids.extend(pgq.enqueue_many(conn, specs))
+    if len(ids) != n or ids != sorted(ids):
+        raise BenchError(f"enqueue_many returned {len(ids)} ids for {n} jobs")
+    return ids[0], ids[-1]
+
+
+def drain_timeout(n: int) -> float:
+    return DRAIN_TIMEOUT_BASE + n / DRAIN_TIMEOUT_RATE
+
+
+def burst_drain(url: str, first: int, last: int, workers: int = 1) -> Span:
+    """Run ``workers`` ``pgq work --burst`` until they exit; the span of jobs first..last."""
+    n = last - first + 1
+    with contextlib.ExitStack() as stack:
+        started = [stack.enter_context(WorkerProcess(url, "--burst")) for _ in range(workers)]
+        for worker in started:
+            worker.wait(drain_timeout(n))
+    return checked_span(url, first, last)
+
+
+def checked_span(url: str, first: int, last: int) -> Span:
+    """The drain's span; BenchError unless every job of first..last succeeded."""
+    span = drain_span(url, first, last)
+    n = last - first + 1
+    if span.done != n:
+        raise BenchError(f"only {span.done:,} of {n:,} jobs succeeded")
+    return span

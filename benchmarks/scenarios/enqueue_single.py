@@ -1,0 +1,85 @@
+"""Scenario 1: jobs enqueued one per SQLAlchemy transaction, against a bare floor.
+
+The path an app's request handler takes: begin, ``pgq.enqueue(session, ...)``, commit. The
+floor is the same loop with a bare SQLAlchemy INSERT + pg_notify into a one-table queue
+(benchmarks/sql/floor_insert_notify.sql), the least an enqueue can cost. The two loops
+alternate in rounds, so a change in the machine's load during the run hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+import pgq
+from benchmarks.apps.noop import NOOP
+from benchmarks.db import fresh_database, sql
+from benchmarks.harness import Context, Result, ratio
+from pgq.db import to_sqlalchemy_url
+
+NAME = "enqueue_single"
+N, N_QUICK = 2000, 200
+ROUNDS = 4
+WARMUP = 50  # per loop, not counted: connections opened, statements prepared
+TARGET_RATIO = 0.9
+
+Loop = Callable[[int], float]  # enqueue this many jobs, one per transaction; seconds taken
+
+
+def run(ctx: Context) -> Iterator[Result]:
+    n = ctx.size(N, N_QUICK) // ROUNDS * ROUNDS
+    with fresh_database(ctx.server) as url:
+        engine = create_engine(to_sqlalchemy_url(url))
+        try:
+            loops = {"floor": floor_loop(engine), "pgq": pgq_loop(engine)}
+            totals = alternate(loops, n)
+        finally:
+            engine.dispose()
+    floor = Result(NAME, "floor", n, totals["floor"])
+    ours = Result(NAME, "pgq", n, totals["pgq"])
+    ours.extra = {"ratio": ratio(ours.per_s, floor.per_s), "floor_per_s": floor.per_s}
+    ours.target = f">= {TARGET_RATIO} x floor"
+    ours.met = ours.extra["ratio"] >= TARGET_RATIO
+    yield floor
+    yield ours
+
+
+def alternate(loops: dict[str, Loop], n: int) -> dict[str, float]:
+    """Run each loop for ``n`` jobs in all, in ROUNDS alternating rounds; seconds per loop."""
+    for loop in loops.values():
+        loop(WARMUP)
+    totals = dict.fromkeys(loops, 0.0)
+    names = list(loops)
+    for round_ in range(ROUNDS):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            totals[name] += loops[name](n // ROUNDS)
+    return totals
+
+
+def pgq_loop(engine: Engine) -> Loop:
+    def loop(count: int) -> float:
+        start = time.perf_counter()
+        for i in range(count):
+            with Session(engine) as session, session.begin():
+                pgq.enqueue(session, NOOP, {"i": i})
+        return time.perf_counter() - start
+
+    return loop
+
+
+def floor_loop(engine: Engine) -> Loop:
+    statement = text(sql("floor_insert_notify").decode())
+
+    def loop(count: int) -> float:
+        start = time.perf_counter()
+        for i in range(count):
+            with Session(engine) as session, session.begin():
+                params = {"queue": "default", "task": NOOP, "args": json.dumps({"i": i})}
+                session.execute(statement, params).all()
+        return time.perf_counter() - start
+
+    return loop

@@ -1,0 +1,118 @@
+"""Scenario 4: how long a job waits, enqueue COMMIT to task start, on an idle worker.
+
+One ``pgq work`` with default settings sits idle (LISTENing). 200 jobs are enqueued one per
+transaction, 20 ms apart. Both ends are read from the database server's clock, so no two
+clocks are compared: the enqueuer reads ``clock_timestamp()`` right after its COMMIT
+returns, and the task (benchmarks/apps/ledger.py) writes ``clock_timestamp()`` into a
+ledger as its first act. The commit-side reading comes one local round trip after the
+commit, so latencies are understated by that round trip (tens of microseconds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+import pgq
+from benchmarks.apps.ledger import LEDGER_URL_ENV, RECORD_START
+from benchmarks.db import BenchError, connect, fetch, fresh_database, one, wait_until
+from benchmarks.harness import Context, Result, latency_fields
+from benchmarks.workers import WorkerProcess
+
+NAME = "latency"
+N, N_QUICK = 200, 30
+INTERVAL = 0.020  # seconds between enqueues
+WARMUP = 10  # jobs before the measured ones: the task's ledger connection, first claims
+IDLE_BEFORE = 1.0  # seconds the worker sits idle before the measured jobs
+READY_TIMEOUT = 30.0
+TARGET_P50_MS, TARGET_P99_MS = 3.0, 10.0
+APP = "benchmarks.apps.ledger"
+
+
+def run(ctx: Context) -> Iterator[Result]:
+    n = ctx.size(N, N_QUICK)
+    with (
+        fresh_database(ctx.server) as url,
+        connect(url) as conn,
+        WorkerProcess(url, app=APP, env={LEDGER_URL_ENV: url}) as worker,
+    ):
+        result = measure(ctx, conn, worker, lambda: enqueue_one(conn), n, "pgq")
+    yield result
+
+
+def measure(
+    ctx: Context,
+    conn: psycopg.Connection[Any],
+    worker: WorkerProcess,
+    enqueue: Callable[[], tuple[int, datetime]],
+    n: int,
+    variant: str,
+) -> Result:
+    """Warm the worker up, let it idle, then time ``n`` paced enqueues through ``enqueue``
+    (which returns the job's id and the server's clock after its COMMIT)."""
+    warm_up(conn, worker, enqueue)
+    ctx.log(f"latency: {variant} worker warm and idle; {n} jobs, {INTERVAL * 1000:.0f} ms apart")
+    time.sleep(IDLE_BEFORE)
+    start = time.perf_counter()
+    committed = enqueue_paced(enqueue, n)
+    seconds = time.perf_counter() - start
+    wait_recorded(conn, worker, WARMUP + n)
+    millis = latencies_ms(conn, committed)
+    result = Result(NAME, variant, n, seconds, latency_fields(millis))
+    result.target = f"p50 <= {TARGET_P50_MS} ms, p99 <= {TARGET_P99_MS} ms"
+    result.met = result.extra["p50_ms"] <= TARGET_P50_MS and result.extra["p99_ms"] <= TARGET_P99_MS
+    return result
+
+
+def enqueue_one(conn: psycopg.Connection[Any]) -> tuple[int, datetime]:
+    """Enqueue one job in its own transaction; its id and the server's clock after COMMIT."""
+    with conn.transaction():
+        job_id = pgq.enqueue(conn, RECORD_START)
+    return job_id, one(conn, "clock_now")[0]
+
+
+def enqueue_paced(enqueue: Callable[[], tuple[int, datetime]], n: int) -> dict[int, datetime]:
+    committed: dict[int, datetime] = {}
+    start = time.perf_counter()
+    for i in range(n):
+        pause = start + i * INTERVAL - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        job_id, at = enqueue()
+        committed[job_id] = at
+    return committed
+
+
+def warm_up(
+    conn: psycopg.Connection[Any],
+    worker: WorkerProcess,
+    enqueue: Callable[[], tuple[int, datetime]],
+) -> None:
+    """Wait for the worker to take jobs, then run WARMUP jobs through it, unmeasured."""
+    enqueue()
+    wait_recorded(conn, worker, 1, READY_TIMEOUT)
+    for _ in range(WARMUP - 1):
+        enqueue()
+        time.sleep(INTERVAL)
+    wait_recorded(conn, worker, WARMUP)
+
+
+def wait_recorded(
+    conn: psycopg.Connection[Any], worker: WorkerProcess, count: int, timeout: float = 30.0
+) -> None:
+    def recorded() -> bool:
+        worker.check_alive()
+        return int(one(conn, "ledger_count")[0]) >= count
+
+    wait_until(recorded, timeout, f"{count} latency jobs to start")
+
+
+def latencies_ms(conn: psycopg.Connection[Any], committed: dict[int, datetime]) -> list[float]:
+    rows = fetch(conn, "ledger_select", {"ids": list(committed)})
+    if len(rows) != len(committed):
+        raise BenchError(f"{len(rows)} of {len(committed)} latency jobs recorded a start")
+    return [(started - committed[job_id]).total_seconds() * 1000 for job_id, started in rows]
