@@ -110,7 +110,6 @@ def test_an_idle_listening_worker_does_not_spin(listening_worker: WorkerProcess)
     assert_idle_and_calm(listening_worker)
 
 
-@pytest.mark.slow
 def test_after_its_connections_are_killed_the_worker_reconnects_and_keeps_working(
     db_url: str,
     ledger: psycopg.Connection[Any],
@@ -132,7 +131,6 @@ def test_after_its_connections_are_killed_the_worker_reconnects_and_keeps_workin
     wait_for(lambda: ran(ledger, later), PICKUP_BOUND, "pick-up by NOTIFY once recovered")
 
 
-@pytest.mark.slow
 def test_a_job_enqueued_once_the_listener_is_back_is_picked_up_without_the_poll(
     db_url: str, ledger: psycopg.Connection[Any], listening_worker: WorkerProcess
 ) -> None:
@@ -148,7 +146,6 @@ def test_a_job_enqueued_once_the_listener_is_back_is_picked_up_without_the_poll(
     wait_for(lambda: ran(ledger, job_id), PICKUP_BOUND, "pick-up after reconnecting")
 
 
-@pytest.mark.slow
 def test_a_job_enqueued_while_the_connections_are_down_is_found_after_reconnecting(
     db_url: str, ledger: psycopg.Connection[Any], listening_worker: WorkerProcess
 ) -> None:
