@@ -202,3 +202,16 @@ def cancel_jobs(*, ids: list[int], now: Any = None) -> Statement:
 def select_queue_stats() -> Statement:
     """The ``pgq.queue_stats`` view, one row per queue."""
     return Statement("queue_stats_select", {})
+
+
+# --- metrics (pgq.metrics) --------------------------------------------------------------------
+
+
+def select_queue_counts(*, now: Any = None) -> Statement:
+    """Live jobs per queue: ``(queue, ready, scheduled, running, oldest_ready_seconds)``."""
+    return Statement("queue_counts_select", locals())
+
+
+def set_statement_timeout(*, milliseconds: int) -> Statement:
+    """Bound the statements of the current transaction to ``milliseconds``."""
+    return Statement("session_set_statement_timeout", locals())

@@ -86,6 +86,16 @@ def work(
         ),
     ] = True,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port (http://0.0.0.0:PORT/metrics), "
+            "e.g. 9464. Needs pip install 'pgq[metrics]'. Default: off.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run a worker: claim due jobs, run them, retry failures; stop gracefully on SIGTERM."""
@@ -108,7 +118,14 @@ def work(
         url, queues or None, concurrency, lease, poll_interval, grace, burst, run_reaper=reaper
     )
     logging.getLogger("pgq.worker").info("connecting to %s", redact(url))
-    worker = Worker(config)
+    events = None
+    if metrics_port is not None:
+        try:
+            from pgq.metrics import serve_metrics
+        except ImportError:
+            fail("--metrics-port needs prometheus_client: pip install 'pgq[metrics]'")
+        events = serve_metrics(metrics_port, url, queues=queues or REGISTRY.queues()).events
+    worker = Worker(config, events=events)
     worker.run()
     if worker.abandoned_threads:
         # Sync tasks that ignored the shutdown are still in their threads; their jobs were

@@ -1,0 +1,279 @@
+"""Prometheus metrics for a worker: ``pgq work --metrics-port 9464``.
+
+Two sources feed one ``/metrics`` page:
+
+- :class:`WorkerMetrics`, the worker's :class:`~pgq.events.WorkerEvents`, counts what this
+  process does: jobs started, how each attempt ended, durations, queue lag, lease losses.
+  Its labels are ``queue`` and ``task`` only, so the number of series stays bounded (never
+  a job id or an argument).
+- :class:`QueueGauges` reads the ready, scheduled and running jobs per queue from the
+  database when Prometheus scrapes, on a short connection of its own with a connect and a
+  statement timeout. These describe the whole database, so every worker reports the same
+  values: aggregate them with ``max``, not ``sum``.
+
+prometheus_client serves the page from its own thread; a scrape never runs on, or waits
+for, the worker's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgq import store
+from pgq.db import connect
+from pgq.errors import PgqError
+from pgq.events import WorkerEvents
+from pgq.runner import ClaimedJob
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client import start_http_server as _start_http_server
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # an optional dependency: say how to get it
+    raise ImportError("pgq.metrics needs prometheus_client: pip install 'pgq[metrics]'") from exc
+
+log = logging.getLogger("pgq.metrics")
+
+ADDR_DEFAULT = "0.0.0.0"  # like every Prometheus exporter: scraped from other hosts
+GAUGES_CONNECT_TIMEOUT_DEFAULT = 2  # seconds (libpq's smallest connect_timeout)
+GAUGES_QUERY_TIMEOUT_DEFAULT = 2.0  # seconds
+# Jobs run from milliseconds to hours; lag from milliseconds (a woken worker) to a backlog.
+DURATION_BUCKETS_DEFAULT = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600
+)  # fmt: skip
+LAG_BUCKETS_DEFAULT = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+LOST_REMEMBERED = 10_000  # recent (job, lease token) pairs kept to count each loss once
+
+LABELS = ("queue", "task")
+# job_finished outcome -> help text of its counter, pgq_jobs_<outcome>_total
+OUTCOMES = {
+    "succeeded": "Attempts that succeeded.",
+    "retried": "Attempts that failed and were scheduled to run again (Retry, an exception, "
+    "a timeout).",
+    "failed": "Attempts that failed the job for good (Fail, or the last attempt failed).",
+    "snoozed": "Attempts that snoozed (run again later, not counted as an attempt).",
+    "cancelled": "Running jobs stopped by an operator's cancel.",
+    "released": "Jobs given back to the queue unfinished (shutdown, or the lease was lost).",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The labelled children of one (queue, task), looked up once, not per job."""
+
+    started: Any
+    outcomes: dict[str, Any]
+    duration: Any
+    lag: Any
+    lease_lost: Any
+
+
+class WorkerMetrics(WorkerEvents):
+    """Counters and histograms of one worker process; pass it as ``Worker(events=...)``.
+
+    ``registry`` defaults to prometheus_client's global registry (which also carries the
+    process metrics); tests pass a ``CollectorRegistry()`` of their own.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, LABELS, registry=registry)
+
+        self._started = counter("pgq_jobs_started", "Jobs claimed by this worker (attempts begun).")
+        self._outcomes = {o: counter(f"pgq_jobs_{o}", doc) for o, doc in OUTCOMES.items()}
+        self._duration = Histogram(
+            "pgq_job_duration_seconds",
+            "Seconds an attempt ran, per outcome except released.",
+            LABELS,
+            buckets=DURATION_BUCKETS_DEFAULT,
+            registry=registry,
+        )
+        self._lag = Histogram(
+            "pgq_queue_lag_seconds",
+            "Seconds from a job's run_at to its claim, in database time.",
+            LABELS,
+            buckets=LAG_BUCKETS_DEFAULT,
+            registry=registry,
+        )
+        self._lease_lost = counter("pgq_lease_lost", "Jobs whose lease this worker lost.")
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._lost: dict[tuple[int, int], None] = {}  # insertion-ordered set
+
+    def jobs_claimed(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            series = self._series_of(job)
+            series.started.inc()
+            series.lag.observe(max(0.0, job.lag))
+
+    def job_finished(self, job: ClaimedJob, outcome: str, seconds: float) -> None:
+        series = self._series_of(job)
+        series.outcomes[outcome].inc()
+        if outcome != "released":  # a release is no finished attempt (often 0s, never run)
+            series.duration.observe(seconds)
+
+    def lease_lost(self, job: ClaimedJob) -> None:
+        # The worker may learn of one loss twice (at a heartbeat, then when the outcome's
+        # write is fenced out): count each (job, lease token) once.
+        key = (job.id, job.lease_token)
+        if key in self._lost:
+            return
+        self._lost[key] = None
+        if len(self._lost) > LOST_REMEMBERED:
+            del self._lost[next(iter(self._lost))]
+        self._series_of(job).lease_lost.inc()
+
+    def _series_of(self, job: ClaimedJob) -> _Series:
+        key = (job.queue, job.task)
+        series = self._series.get(key)
+        if series is None:
+            # Every counter of a new (queue, task) starts at 0, so rate() sees its first one.
+            series = self._series[key] = _Series(
+                started=self._started.labels(*key),
+                outcomes={o: c.labels(*key) for o, c in self._outcomes.items()},
+                duration=self._duration.labels(*key),
+                lag=self._lag.labels(*key),
+                lease_lost=self._lease_lost.labels(*key),
+            )
+        return series
+
+
+class QueueGauges(Collector):
+    """Ready, scheduled and running jobs per queue, read from the database at each scrape.
+
+    Queues in ``queues`` are always reported (0 when they have no live job), so an alert on
+    one never sees it vanish. When the database cannot be read within the timeouts, the
+    queue gauges are left out and ``pgq_database_up`` is 0.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        queues: Sequence[str] = (),
+        *,
+        connect_timeout: int = GAUGES_CONNECT_TIMEOUT_DEFAULT,
+        query_timeout: float = GAUGES_QUERY_TIMEOUT_DEFAULT,
+    ) -> None:
+        self._url = database_url
+        self._queues = list(queues)
+        self._connect_timeout = connect_timeout
+        self._query_timeout = query_timeout
+        self._lock = threading.Lock()  # one database read at a time, however many scrapers
+
+    def describe(self) -> Iterable[Metric]:
+        # Without describe(), registering would call collect() and query the database.
+        return _gauge_families()
+
+    def collect(self) -> Iterable[Metric]:
+        ready, scheduled, running, oldest, up = _gauge_families()
+        rows = self.read()
+        up.add_metric([], 0 if rows is None else 1)
+        if rows is not None:
+            counts = {queue: (0, 0, 0, None) for queue in self._queues}
+            counts.update({row[0]: row[1:] for row in rows})
+            for queue, (n_ready, n_scheduled, n_running, oldest_seconds) in counts.items():
+                ready.add_metric([queue], n_ready)
+                scheduled.add_metric([queue], n_scheduled)
+                running.add_metric([queue], n_running)
+                oldest.add_metric([queue], oldest_seconds or 0.0)
+        return [ready, scheduled, running, oldest, up]
+
+    def read(self) -> list[store.Row] | None:
+        """The rows of ``sql/queue_counts_select.sql``, or None (logged) if unreadable."""
+        # A scrape still stuck on the network must not pile up connections behind it.
+        if not self._lock.acquire(timeout=self._connect_timeout + self._query_timeout):
+            log.warning("metrics: an earlier scrape is still reading the database; skipped")
+            return None
+        try:
+            return self._fetch()
+        except (PgqError, psycopg.Error) as exc:
+            log.warning("metrics: cannot read the queue gauges: %s", " ".join(str(exc).split()))
+            return None
+        finally:
+            self._lock.release()
+
+    def _fetch(self) -> list[store.Row]:
+        timeout_ms = max(1, int(self._query_timeout * 1000))
+        with (
+            connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="pgq metrics",
+            ) as conn,
+            conn.transaction(),
+        ):
+            store.fetch(conn, store.set_statement_timeout(milliseconds=timeout_ms))
+            return store.fetch(conn, store.select_queue_counts())
+
+
+def _gauge_families() -> list[GaugeMetricFamily]:
+    def gauge(name: str, doc: str, labels: Sequence[str] = ("queue",)) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, labels=labels)
+
+    return [
+        gauge("pgq_queue_ready_jobs", "Queued jobs due now (run_at <= now()), all workers."),
+        gauge("pgq_queue_scheduled_jobs", "Queued jobs due later (scheduled or in backoff)."),
+        gauge("pgq_queue_running_jobs", "Jobs held by a worker now, all workers."),
+        gauge(
+            "pgq_queue_oldest_ready_seconds",
+            "Seconds the oldest ready job has waited past its run_at; 0 when none is ready.",
+        ),
+        gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
+    ]
+
+
+@dataclass(eq=False)
+class MetricsServer:
+    """A running ``/metrics`` endpoint: pass ``events`` to the worker, ``close()`` to stop."""
+
+    events: WorkerMetrics
+    port: int
+    _server: Any = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def serve_metrics(
+    port: int,
+    database_url: str,
+    *,
+    queues: Sequence[str] = (),
+    addr: str = ADDR_DEFAULT,
+    registry: CollectorRegistry = REGISTRY,
+) -> MetricsServer:
+    """Serve Prometheus metrics on ``http://addr:port/metrics`` from a daemon thread.
+
+    ``queues`` are reported in the gauges even when empty; port 0 picks a free port
+    (``.port`` tells which). Raises PgqError when the port cannot be bound. Example::
+
+        server = serve_metrics(9464, url, queues=["default"])
+        Worker(config, events=server.events).run()
+    """
+    try:
+        httpd, thread = _start_http_server(port, addr, registry)
+    except OSError as exc:
+        raise PgqError(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; "
+            "choose another --metrics-port"
+        ) from None
+    try:
+        events = WorkerMetrics(registry)
+        registry.register(QueueGauges(database_url, queues))
+    except Exception:
+        httpd.shutdown()
+        httpd.server_close()
+        raise
+    bound = int(httpd.server_address[1])
+    log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, bound)
+    return MetricsServer(events, bound, httpd, thread)

@@ -1,0 +1,34 @@
+-- Metrics scrape (pgq.metrics): per queue, the ready, scheduled and running jobs and how
+-- long the oldest ready job has waited past its run_at.
+--
+-- Unlike the queue_stats view this reads only live rows, never the finished history: the
+-- queued rows through the claim index (queue and run_at are in it, so the scan can be
+-- index-only) and the running rows through the running index (a small set). A scrape
+-- therefore costs the same on a table with millions of finished rows; its cost follows
+-- the backlog alone.
+WITH t AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), counts AS (
+    SELECT q.queue,
+           count(*) FILTER (WHERE q.run_at <= t.now) AS ready,
+           count(*) FILTER (WHERE q.run_at > t.now) AS scheduled,
+           0 AS running,
+           extract(epoch FROM t.now - min(q.run_at) FILTER (WHERE q.run_at <= t.now))::float8
+               AS oldest_ready_seconds
+    FROM pgq.jobs AS q, t
+    WHERE q.state = 'queued'
+    GROUP BY q.queue, t.now
+    UNION ALL
+    SELECT queue, 0, 0, count(*), NULL
+    FROM pgq.jobs
+    WHERE state = 'running'
+    GROUP BY queue
+)
+SELECT queue,
+       sum(ready)::bigint AS ready,
+       sum(scheduled)::bigint AS scheduled,
+       sum(running)::bigint AS running,
+       max(oldest_ready_seconds) AS oldest_ready_seconds
+FROM counts
+GROUP BY queue
+ORDER BY queue
