@@ -1,0 +1,102 @@
+"""The queue gauges of pgq.metrics against a real database: sql/queue_counts_select.sql
+with injected time, and the scrape-time collector with its timeout."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pgq import store
+from pgq.metrics import QueueGauges
+
+INSERT = (
+    "INSERT INTO pgq.jobs (queue, task, args, state, run_at) "
+    "VALUES (%s, 't', '{}', %s, %s::timestamptz + make_interval(secs => %s))"
+)
+
+
+@pytest.fixture
+def t0(conn: psycopg.Connection[Any]) -> datetime:
+    """The database's now() when the rows were arranged; every run_at is relative to it."""
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def arranged(conn: psycopg.Connection[Any], t0: datetime) -> psycopg.Connection[Any]:
+    """default: 2 ready (100s and 5s late), 1 scheduled in an hour; mail: 2 running, 1
+    ready now; done: only finished jobs (no live ones)."""
+    rows = [
+        ("default", "queued", -100),
+        ("default", "queued", -5),
+        ("default", "queued", 3600),
+        ("mail", "running", 0),
+        ("mail", "running", 0),
+        ("mail", "queued", 0),
+        *[("done", state, -7200) for state in ("succeeded", "failed", "cancelled")],
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(INSERT, [(queue, state, t0, secs) for queue, state, secs in rows])
+    return conn
+
+
+def collect(collector: QueueGauges) -> dict[str, dict[str, float]]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    found: dict[str, dict[str, float]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[sample.labels.get("queue", "")] = sample.value
+    return found
+
+
+def test_the_statement_counts_live_jobs_per_queue_in_database_time(
+    arranged: psycopg.Connection[Any], t0: datetime
+) -> None:
+    rows = store.fetch(arranged, store.select_queue_counts(now=t0 + timedelta(seconds=10)))
+
+    assert rows == [("default", 2, 1, 0, 110.0), ("mail", 1, 0, 2, 10.0)]
+
+
+def test_a_job_becomes_ready_when_injected_time_reaches_its_run_at(
+    arranged: psycopg.Connection[Any], t0: datetime
+) -> None:
+    rows = store.fetch(arranged, store.select_queue_counts(now=t0 + timedelta(hours=2)))
+
+    assert [r[:4] for r in rows] == [("default", 3, 0, 0), ("mail", 1, 0, 2)]
+
+
+def test_the_collector_reports_every_queue_with_live_jobs_and_the_worked_ones(
+    db_url: str, arranged: psycopg.Connection[Any]
+) -> None:
+    found = collect(QueueGauges(db_url, ["default", "idle"]))
+
+    assert found["pgq_queue_ready_jobs"] == {"default": 2, "mail": 1, "idle": 0}
+    assert found["pgq_queue_scheduled_jobs"] == {"default": 1, "mail": 0, "idle": 0}
+    assert found["pgq_queue_running_jobs"] == {"default": 0, "mail": 2, "idle": 0}
+    oldest = found["pgq_queue_oldest_ready_seconds"]
+    assert oldest["default"] >= 100 and oldest["mail"] >= 0 and oldest["idle"] == 0
+    assert found["pgq_database_up"] == {"": 1}
+
+
+def test_a_query_past_the_timeout_gives_up_and_says_so(
+    db_url: str,
+    arranged: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("LOCK TABLE pgq.jobs IN ACCESS EXCLUSIVE MODE")  # until rollback
+        with caplog.at_level(logging.WARNING, logger="pgq.metrics"):
+            found = collect(QueueGauges(db_url, ["default"], query_timeout=0.2))
+        blocker.rollback()
+
+    assert found == {"pgq_database_up": {"": 0}}
+    assert any("statement timeout" in r.getMessage() for r in caplog.records)
+    # The timeout was the transaction's own: the next scrape works.
+    assert collect(QueueGauges(db_url))["pgq_database_up"] == {"": 1}
