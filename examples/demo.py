@@ -10,7 +10,12 @@ Steps, each a function below so more can be added (running a worker, for one):
    tables and pgq's schema, included as the ``pgq`` branch of the shop's migrations;
 4. place orders in SQLAlchemy transactions: committed ones leave their jobs, a rolled-back
    one leaves nothing;
-5. print the jobs table and a one-line summary.
+5. print the jobs table and a one-line summary;
+6. place a hundred more orders, each in its own transaction, and schedule a sale
+   announcement a few seconds ahead;
+7. run ``pgq work --burst`` until every job that is due within the demo is done (the
+   flaky warehouse task fails and retries; a few run out of attempts), then print how many
+   jobs succeeded and failed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,11 @@ from pgq.errors import PgqError
 DEMO_DATABASE = os.environ.get("PGQ_DEMO_DATABASE") or "pgq_demo"
 SHOP_ALEMBIC_INI = Path(__file__).resolve().parent / "shop" / "alembic.ini"
 URL_ENV_VARS = ("PGQ_DATABASE_URL", "DATABASE_URL")
+MORE_ORDERS = 100
+SALE_DELAY_SECONDS = 4
+EXAMPLES_DIR = Path(__file__).resolve().parent
+# Jobs due within this horizon are waited for; the review requests (days ahead) are not.
+WAIT_HORIZON_SECONDS = 60
 
 
 class PaymentDeclinedError(Exception):
@@ -50,6 +62,9 @@ def main() -> int:
             migrate_database(url)
             rolled_back = place_orders()
             show_jobs(url, rolled_back)
+            place_many_orders(MORE_ORDERS)
+            run_worker(url)
+            show_outcomes(url)
     except (PgqError, psycopg.OperationalError) as exc:
         print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -144,6 +159,82 @@ def summary(rows: list[Any], rolled_back_order: int) -> str:
         f"{len(rows)} jobs on {len(queues)} queues ({', '.join(queues)}): "
         f"{len(rows) - later} due now, {later} scheduled for later; "
         f"{leftovers} from the rolled-back order #{rolled_back_order}."
+    )
+
+
+def place_many_orders(count: int) -> None:
+    """``count`` orders, one transaction each, as a web app's requests would; and a sale."""
+    import pgq
+    from shop.jobs import announce_sale, place_order
+    from shop.models import User, engine
+
+    with Session(engine()) as session, session.begin():
+        user = User(email="dave@example.com", name="Dave")
+        session.add(user)
+    for i in range(count):
+        with Session(engine()) as session, session.begin():
+            place_order(session, session.merge(user), 1000 + i)
+    with Session(engine()) as session, session.begin():
+        announce_sale.configure(delay=SALE_DELAY_SECONDS).enqueue(
+            session, starts_in_seconds=SALE_DELAY_SECONDS
+        )
+    with engine().connect() as conn:
+        total = conn.exec_driver_sql("SELECT count(*) FROM pgq.jobs").scalar()
+    print(
+        f"\nPlaced {count} more orders (one transaction each) and scheduled a sale "
+        f"announcement {SALE_DELAY_SECONDS}s ahead: {total} jobs in pgq.jobs "
+        f"(pgq {pgq.__version__})."
+    )
+
+
+def run_worker(url: str) -> None:
+    """`pgq work --burst` until nothing is due within the demo's horizon."""
+    pgq_cli = Path(sys.executable).with_name("pgq")
+    command = [str(pgq_cli), "work", "--app", "shop.jobs", "--burst", "--log-level", "ERROR"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(EXAMPLES_DIR), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    print(f"\n$ PYTHONPATH=examples pgq {' '.join(command[1:])}")
+    while True:
+        subprocess.run(command, env=env, check=True)
+        wait = seconds_until_next_due(url)
+        if wait is None:
+            return
+        print(f"  nothing due now; the next job is due in {wait:.1f}s: waiting, then again")
+        time.sleep(wait + 0.1)
+
+
+def seconds_until_next_due(url: str) -> float | None:
+    """Seconds until the next queued job within the horizon is due (database time)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(run_at) - now()) FROM pgq.jobs "
+            "WHERE state = 'queued' AND run_at < now() + make_interval(secs => %s)",
+            (WAIT_HORIZON_SECONDS,),
+        ).fetchone()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+
+def show_outcomes(url: str) -> None:
+    """How many jobs succeeded, failed for good, or still wait (and what for)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task, state::text, count(*), sum(attempts) FROM pgq.jobs "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    print("\n  task                  state       jobs  attempts")
+    for task, state, count, attempts in rows:
+        print(f"  {task:<21} {state:<10} {count:>5} {attempts:>9}")
+    by_state: dict[str, int] = {}
+    for _, state, count, _ in rows:
+        by_state[state] = by_state.get(state, 0) + count
+    print(
+        f"\n{by_state.get('succeeded', 0)} jobs succeeded, {by_state.get('failed', 0)} "
+        f"failed after using all their attempts (see `pgq jobs --state failed`), "
+        f"{by_state.get('queued', 0)} are scheduled for later (the review requests)."
     )
 
 

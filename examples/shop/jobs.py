@@ -50,7 +50,7 @@ def send_receipt(order_id: int) -> None:
 @pgq.task(
     name="shop.notify_warehouse",
     queue="fulfilment",
-    max_attempts=5,
+    max_attempts=3,
     backoff=pgq.Backoff(base=0.5, cap=10.0),
 )
 def notify_warehouse(order_id: int) -> None:
@@ -65,6 +65,12 @@ def notify_warehouse(order_id: int) -> None:
 def ask_for_review(order_id: int) -> None:
     """A few days after the order, ask the customer for a review (low priority)."""
     (outbox() / f"review-request-{order_id}.txt").write_text(f"How was order #{order_id}?\n")
+
+
+@pgq.task(name="shop.announce_sale", queue="emails")
+def announce_sale(starts_in_seconds: int) -> None:
+    """Tell everyone a sale has started (enqueued with a delay, so it runs later)."""
+    (outbox() / "sale.txt").write_text(f"The sale is on (announced {starts_in_seconds}s ahead)\n")
 
 
 def place_order(session: Session, user: User, total_cents: int) -> Order:
