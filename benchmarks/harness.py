@@ -111,7 +111,16 @@ def at_least(value: float, bound: float) -> bool:
 
 # --- the summary table ----------------------------------------------------------------------
 
-SUMMARY_KEYS = ("ratio", "p50_ms", "p99_ms", "speedup", "rss_10k_mb", "rss_100k_mb")
+SUMMARY_KEYS = (
+    "ratio",
+    "server_floor_ratio",
+    "p50_ms",
+    "p99_ms",
+    "claim_p50_ms",
+    "speedup",
+    "rss_10k_mb",
+    "rss_100k_mb",
+)
 ERROR_CHARS = 70  # of an error message in the table (the JSON line has all of it)
 
 
