@@ -92,7 +92,7 @@ def work(
             min=1,
             max=65535,
             help="Serve Prometheus metrics on this port (http://0.0.0.0:PORT/metrics), "
-            "e.g. 9464. Needs pip install 'pgq[metrics]'. Default: off.",
+            "e.g. 9464. Needs prometheus_client (the metrics extra of pgq). Default: off.",
             show_default=False,
         ),
     ] = None,
