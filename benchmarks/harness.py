@@ -105,10 +105,6 @@ def ratio(value: float, reference: float) -> float:
     return value / reference if reference > 0 else 0.0
 
 
-def at_least(value: float, bound: float) -> bool:
-    return value >= bound
-
-
 # --- the summary table ----------------------------------------------------------------------
 
 SUMMARY_KEYS = (
