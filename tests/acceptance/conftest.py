@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from worker_procs import APP, PGQ, WorkerProcess, worker_env
+from worker_procs import APP, PGQ, WorkerProcess, create_attempt_ledger, worker_env
 
 
 @pytest.fixture
@@ -47,3 +47,35 @@ def ledger(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     conn.execute("CREATE TABLE IF NOT EXISTS ledger (job_id bigint, pid int, at timestamptz)")
     conn.execute("TRUNCATE ledger")
     return conn
+
+
+@pytest.fixture
+def attempt_ledger(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """Empty ``attempt_ledger(job_id, attempt, pid, at)`` and ``gates(job_id)`` tables for
+    the tasks in ``apps/reaper_tasks.py``; returns the connection to read them."""
+    create_attempt_ledger(conn)
+    return conn
+
+
+@pytest.fixture
+def start_reaper(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `pgq reap --interval INTERVAL` (the reaper alone) on the test database."""
+    started: list[WorkerProcess] = []
+
+    def start(interval: str = "0.5", url: str = db_url) -> WorkerProcess:
+        log_path = tmp_path / f"reaper-{len(started)}.log"
+        command = [str(PGQ), "reap", "--interval", interval, "--database-url", url]
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                command, env=worker_env(url), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+            )
+        reaper = WorkerProcess(proc, log_path, command)
+        started.append(reaper)
+        reaper.wait_logged("reaping ")
+        return reaper
+
+    yield start
+    for reaper in started:
+        if reaper.proc.poll() is None:
+            reaper.proc.send_signal(signal.SIGKILL)
+            reaper.proc.wait(10)

@@ -96,6 +96,36 @@ class WorkerProcess:
         utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
         return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
+    def wait_logged(self, text: str, timeout: float = WAIT_TIMEOUT) -> None:
+        """Wait until ``text`` appears in the log; fail at once if the process exits first."""
+        wait_for(
+            lambda: text in self.log() or self.proc.poll() is not None,
+            timeout,
+            f"{text!r} in the log of {self.pid}",
+        )
+        assert text in self.log(), f"process {self.pid} exited first:\n{self.log()}"
+
+    def worker_id(self) -> str:
+        """The id a started worker writes into ``worker_id`` (from its "started" line)."""
+        self.wait_logged(" started: ")
+        line = next(ln for ln in self.log().splitlines() if " started: " in ln)
+        return line.split("worker ", 1)[1].split(" started: ", 1)[0]
+
+    def is_stopped(self) -> bool:
+        """True while the process is stopped by a signal (SIGSTOP): state T in proc(5)."""
+        state = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()[0]
+        return state == "T"
+
+
+def create_attempt_ledger(conn: psycopg.Connection[Any]) -> None:
+    """Empty ``attempt_ledger`` and ``gates`` tables for the tasks in apps/reaper_tasks.py."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS attempt_ledger "
+        "(job_id bigint, attempt int, pid int, at timestamptz)"
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS gates (job_id bigint PRIMARY KEY)")
+    conn.execute("TRUNCATE attempt_ledger, gates")
+
 
 def db_now(conn: psycopg.Connection[Any]) -> datetime:
     row = conn.execute("SELECT now()").fetchone()

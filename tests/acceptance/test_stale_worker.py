@@ -1,0 +1,233 @@
+"""A worker frozen (SIGSTOP) past its lease comes back (SIGCONT) to a job it no longer owns.
+
+The reaper requeues the job, a second worker runs it to success, and only then does the
+stale worker resume. Its heartbeats and its outcome are fenced by the lease token it
+claimed with, so they change nothing: the row, down to its physical version (ctid, xmin,
+xmax), is exactly as the second worker left it, and the stale worker logs "lease lost".
+
+Two cases, so that each stale write is certain to happen rather than raced:
+* the task is still running when the worker resumes (real 2 s lease): the first heartbeat
+  finds the lease gone; when the task returns later, its outcome is fenced out too;
+* the task had finished when the worker froze, before its outcome was written (the worst
+  moment: the task itself sends SIGSTOP as it returns). Its lease is long, so no
+  heartbeat can get in first; the test ends that lease early by backdating it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from worker_procs import WorkerProcess, job, scalar, wait_for
+
+import pgq
+from pgq import reaper as reaper_mod
+
+SNAPSHOT = "SELECT xmin::text, xmax::text, ctid::text, j.* FROM pgq.jobs AS j WHERE id = %s"
+
+
+def snapshot(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    """The whole row and its physical version: any UPDATE (or row lock) changes it."""
+    cur = conn.execute(SNAPSHOT, (job_id,))
+    names = [c.name for c in cur.description or []]
+    row = cur.fetchone()
+    assert row is not None
+    return dict(zip(names, row, strict=True))
+
+
+def enqueue(db_url: str, task: str) -> int:
+    with psycopg.connect(db_url) as tx:
+        job_id = pgq.enqueue(tx, task)
+    assert job_id is not None
+    return job_id
+
+
+def attempts_run(conn: psycopg.Connection[Any], job_id: int) -> list[tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT attempt, pid FROM attempt_ledger WHERE job_id = %s ORDER BY attempt", (job_id,)
+    ).fetchall()
+    return [(attempt, pid) for attempt, pid in rows]
+
+
+def reaped_from(conn: psycopg.Connection[Any], job_id: int, worker_id: str) -> bool:
+    row = job(conn, job_id)
+    last = row["errors"][-1] if row["errors"] else {}
+    return (
+        row["state"] == "queued"
+        and last.get("worker_id") == worker_id
+        and (last.get("kind") == "lease_expired")
+    )
+
+
+def run_elsewhere(
+    conn: psycopg.Connection[Any], job_id: int, worker: WorkerProcess
+) -> dict[str, Any]:
+    """Let ``worker`` run the requeued job to success, stop it, return the row as left."""
+    wait_for(lambda: job(conn, job_id)["state"] == "succeeded", what="the second run")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(30) == 0, worker.log()
+    row = snapshot(conn, job_id)
+    assert (row["state"], row["attempts"]) == ("succeeded", 2)
+    assert row["worker_id"] == worker.worker_id(), "the second worker ran it"
+    return row
+
+
+def test_a_stale_workers_heartbeats_and_late_outcome_change_nothing(
+    db_url: str,
+    attempt_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+    start_reaper: Callable[..., WorkerProcess],
+) -> None:
+    conn = attempt_ledger
+    start_reaper("0.5")
+    stale = start_worker(
+        "--app", "reaper_tasks", "--concurrency", "1", "--lease", "2", "--no-reaper"
+    )
+    stale_id = stale.worker_id()
+    job_id = enqueue(db_url, "rt.gated")
+    wait_for(lambda: attempts_run(conn, job_id) == [(1, stale.pid)], what="attempt 1 running")
+    claimed = job(conn, job_id)
+
+    stale.signal(signal.SIGSTOP)
+    wait_for(stale.is_stopped, what="the worker frozen")
+    wait_for(lambda: reaped_from(conn, job_id, stale_id), what="the reaper's requeue")
+    second = start_worker("--app", "reaper_tasks", "--lease", "2", "--no-reaper")
+    before = run_elsewhere(conn, job_id, second)
+    assert before["lease_token"] == claimed["lease_token"] + 1
+
+    stale.signal(signal.SIGCONT)
+    lost = f"lease lost: job {job_id} is no longer held by this worker"
+    # Two heartbeats sent with the stale token, each reporting the loss.
+    wait_for(lambda: stale.log().count(lost) >= 2, what="two stale heartbeats")
+    assert snapshot(conn, job_id) == before
+
+    conn.execute("INSERT INTO gates (job_id) VALUES (%s)", (job_id,))  # the task returns
+    stale.wait_logged(f"lease lost: job {job_id} was taken back before its outcome 'release'")
+    assert snapshot(conn, job_id) == before
+    stale.signal(signal.SIGTERM)
+    assert stale.wait_exit(30) == 0, stale.log()
+    assert snapshot(conn, job_id) == before
+    assert attempts_run(conn, job_id) == [(1, stale.pid), (2, second.pid)]
+
+
+def test_a_stale_workers_success_written_after_the_job_ran_elsewhere_changes_nothing(
+    db_url: str,
+    attempt_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+    start_reaper: Callable[..., WorkerProcess],
+) -> None:
+    conn = attempt_ledger
+    start_reaper("0.5")
+    stale = start_worker(
+        "--app", "reaper_tasks", "--concurrency", "1", "--lease", "600", "--no-reaper"
+    )
+    stale_id = stale.worker_id()
+    job_id = enqueue(db_url, "rt.stop_self")
+    wait_for(stale.is_stopped, what="the worker frozen by its task")
+    claimed = job(conn, job_id)
+    assert (claimed["state"], claimed["worker_id"]) == ("running", stale_id)
+
+    # The lease runs out while the worker is frozen (backdated rather than waited for).
+    conn.execute(
+        "UPDATE pgq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+        (job_id,),
+    )
+    wait_for(lambda: reaped_from(conn, job_id, stale_id), what="the reaper's requeue")
+    second = start_worker("--app", "reaper_tasks", "--lease", "600", "--no-reaper")
+    before = run_elsewhere(conn, job_id, second)
+
+    stale.signal(signal.SIGCONT)
+    stale.wait_logged(f"lease lost: job {job_id} was taken back before its outcome 'succeeded'")
+    assert snapshot(conn, job_id) == before
+    stale.signal(signal.SIGTERM)
+    assert stale.wait_exit(30) == 0, stale.log()
+    assert snapshot(conn, job_id) == before
+    assert attempts_run(conn, job_id) == [(1, stale.pid), (2, second.pid)]
+
+
+FROZEN_REAPER_BOUND = 15.0  # seconds a healthy reaper may take despite a frozen one
+REAPER_WAITING_ON_LOCK = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name = 'pgq reaper'
+      AND wait_event_type = 'Lock'
+"""
+REAPER_HOLDS_REAP_LOCK = """
+    SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+    WHERE a.datname = current_database() AND a.application_name = 'pgq reaper'
+      AND l.locktype = 'advisory' AND l.granted
+      AND (l.classid::bigint << 32 | l.objid::bigint) = %s
+"""
+REAPER_IDLE_IN_TRANSACTION = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name = 'pgq reaper'
+      AND state = 'idle in transaction'
+"""
+
+
+def freeze_inside_a_reaping_batch(
+    reaper: WorkerProcess, conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Freeze ``reaper`` inside its reaping transaction, holding the reaper's lock.
+
+    The table is locked so that the reaper's next statement blocks; once it blocks while
+    holding the reap lock (not the prune lock: a pass may be pruning), it is frozen and the
+    table released. Its statement then finishes on the server and the session stays idle
+    in transaction, holding the lock, exactly as if it had frozen between two statements.
+    """
+    for _ in range(10):
+        with psycopg.connect(db_url) as blocker:
+            blocker.execute("LOCK TABLE pgq.jobs IN ACCESS EXCLUSIVE MODE")
+            wait_for(lambda: scalar(conn, REAPER_WAITING_ON_LOCK) == 1, what="reaper blocked")
+            if scalar(conn, REAPER_HOLDS_REAP_LOCK, (reaper_mod.REAP_LOCK_KEY,)) == 1:
+                reaper.signal(signal.SIGSTOP)
+                wait_for(reaper.is_stopped, what="the reaper frozen")
+                blocker.rollback()
+                wait_for(
+                    lambda: scalar(conn, REAPER_IDLE_IN_TRANSACTION) == 1,
+                    what="the frozen reaper idle in transaction",
+                )
+                return
+            blocker.rollback()  # caught pruning: let that pass end and catch the next
+    pytest.fail("never caught the reaper inside a reaping batch")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a reaper frozen (SIGSTOP, VM pause, network partition) inside its batch "
+    "transaction keeps the transaction-scoped advisory lock for as long as its session "
+    "lives (a partition: until TCP keepalive, hours): every other reaper is locked out "
+    "and no lapsed lease is taken back anywhere. The reaper's session sets no "
+    "idle_in_transaction_session_timeout (nor statement_timeout) to bound it.",
+)
+def test_a_reaper_frozen_mid_pass_does_not_stop_reaping_for_everyone(
+    db_url: str,
+    attempt_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+    start_reaper: Callable[..., WorkerProcess],
+) -> None:
+    conn = attempt_ledger
+    frozen = start_reaper("0.5")
+    freeze_inside_a_reaping_batch(frozen, conn, db_url)
+
+    # A worker dies holding a job; a healthy reaper runs next to the frozen one.
+    dying = start_worker("--app", "reaper_tasks", "--lease", "1", "--no-reaper")
+    dead_id = dying.worker_id()
+    job_id = enqueue(db_url, "rt.gated")
+    wait_for(lambda: attempts_run(conn, job_id) == [(1, dying.pid)], what="attempt 1 running")
+    dying.signal(signal.SIGKILL)
+    dying.wait_exit(10)
+    start_reaper("0.5")
+
+    deadline = time.monotonic() + FROZEN_REAPER_BOUND
+    while not reaped_from(conn, job_id, dead_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reaped_from(conn, job_id, dead_id), (
+        f"job {job_id} still {job(conn, job_id)['state']} after {FROZEN_REAPER_BOUND}s: "
+        f"{scalar(conn, REAPER_IDLE_IN_TRANSACTION)} frozen reaper session(s) hold the lock"
+    )
