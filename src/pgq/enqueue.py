@@ -11,6 +11,7 @@ Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -92,17 +93,27 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
         pgq.enqueue_many(session, [send_receipt.spec(order_id=i) for i in order_ids])
     """
     rows = [_numbered_row(index, spec) for index, spec in enumerate(jobs)]
-    statement = store.insert_jobs(
-        queues=[r["queue"] for r in rows],
-        tasks=[r["task"] for r in rows],
-        args=[r["args"] for r in rows],
-        priorities=[r["priority"] for r in rows],
-        run_ats=[r["run_at"] for r in rows],
-        delays=[r["delay"] for r in rows],
-        max_attempts=[r["max_attempts"] for r in rows],
-        unique_keys=[r["unique_key"] for r in rows],
+    batch = "[" + ",".join(_row_json(row) for row in rows) + "]"
+    return _run(session, store.insert_jobs(jobs=batch), _all_ids)
+
+
+def _row_json(row: dict[str, Any]) -> str:
+    # args are JSON text already (checked and encoded once); splice them in, not re-encode.
+    run_at = row["run_at"]
+    return (
+        f'{{"queue":{_text(row["queue"])},"task":{_text(row["task"])},"args":{row["args"]},'
+        f'"priority":{row["priority"]},'
+        f'"run_at":{"null" if run_at is None else _text(run_at.isoformat())},'
+        f'"delay":{row["delay"]!r},"max_attempts":{row["max_attempts"]},'
+        f'"unique_key":{"null" if row["unique_key"] is None else _text(row["unique_key"])}}}'
     )
-    return _run(session, statement, _all_ids)
+
+
+_TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def _text(value: str) -> str:
+    return _TEXT_ENCODER.encode(value)
 
 
 def _numbered_row(index: int, spec: JobSpec) -> dict[str, Any]:

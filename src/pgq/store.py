@@ -68,18 +68,10 @@ def insert_job(
     return Statement("job_insert", locals())
 
 
-def insert_jobs(
-    *,
-    queues: list[str],
-    tasks: list[str],
-    args: list[str],
-    priorities: list[int],
-    run_ats: list[Any],
-    delays: list[float],
-    max_attempts: list[int],
-    unique_keys: list[str | None],
-) -> Statement:
-    """Insert many jobs at once; returns one ``(id, notified)`` row per job created."""
+def insert_jobs(*, jobs: str) -> Statement:
+    """Insert many jobs at once; ``jobs`` is a JSON array of objects with the keys queue,
+    task, args, priority, run_at, delay, max_attempts and unique_key. Returns one
+    ``(id, notified)`` row per job created."""
     return Statement("job_insert_many", locals())
 
 

@@ -1,16 +1,21 @@
--- Many jobs in one statement: every column arrives as one array parameter, so the
--- statement text never changes and is prepared once. One notification per due queue.
+-- Many jobs in one statement. The jobs arrive as one JSON array of objects: psycopg dumps
+-- Python lists into array literals in pure Python, which cost more than the INSERT itself
+-- at 50,000 jobs, while one JSON text is built by C code and parsed by the server once.
+-- The statement text never changes, so it is prepared once. One notification per due
+-- queue, delivered at COMMIT.
 WITH inserted AS (
     INSERT INTO pgq.jobs (queue, task, args, priority, run_at, max_attempts, unique_key)
-    SELECT queue, task, args::jsonb, priority,
-           coalesce(run_at, now() + make_interval(secs => delay)), max_attempts, unique_key
-    FROM unnest(
-        %(queues)s::text[], %(tasks)s::text[], %(args)s::text[], %(priorities)s::smallint[],
-        %(run_ats)s::timestamptz[], %(delays)s::float8[], %(max_attempts)s::int[],
-        %(unique_keys)s::text[]
+    SELECT j.queue, j.task, j.args, j.priority,
+           coalesce(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
+           j.unique_key
+    FROM ROWS FROM (
+        jsonb_to_recordset(%(jobs)s::jsonb) AS (
+            queue text, task text, args jsonb, priority smallint, run_at timestamptz,
+            delay float8, max_attempts int, unique_key text
+        )
     ) WITH ORDINALITY AS j(queue, task, args, priority, run_at, delay, max_attempts,
                            unique_key, ord)
-    ORDER BY ord
+    ORDER BY j.ord
     ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') DO NOTHING
     RETURNING id, queue, run_at
 ), notified AS (
