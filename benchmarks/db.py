@@ -46,6 +46,18 @@ def one(conn: psycopg.Connection[Any], name: str, params: Any = None) -> tuple[A
     return rows[0]
 
 
+def commit_then_clock(conn: psycopg.Connection[Any]) -> Any:
+    """COMMIT the transaction txn_begin.sql opened; the server's clock right after it."""
+    with conn.cursor() as cur:
+        cur.execute(sql("txn_commit_then_clock"))
+        if not cur.nextset():
+            raise BenchError("txn_commit_then_clock.sql returned no clock")
+        row = cur.fetchone()
+    if row is None:
+        raise BenchError("txn_commit_then_clock.sql returned no clock")
+    return row[0]
+
+
 def connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True)
 

@@ -2,12 +2,16 @@
 
 One ``pgq work`` with default settings sits idle (LISTENing). 200 jobs are enqueued one per
 transaction, 20 ms apart. Both ends are read from the database server's clock, so no two
-clocks are compared: the enqueuer reads ``clock_timestamp()`` right after its COMMIT
-returns, and the task (benchmarks/apps/ledger.py) writes ``clock_timestamp()`` into a
-ledger as its first act. For pgq the claim's start (``started_at``) splits the wait into
-the wake-up (COMMIT to claim) and the hand-over (claim to task). The commit-side reading
-comes one local round trip after the commit, so latencies are understated by that round
-trip (tens of microseconds).
+clocks are compared. The enqueuer ends each transaction with ``COMMIT; SELECT
+clock_timestamp()`` in one round trip, so the reading is taken on the server the moment
+the commit is done, whatever the enqueuing process is doing (on a busy machine, reading it
+in a second round trip came out late and made latencies look shorter than they were). The
+task (benchmarks/apps/ledger.py) writes ``clock_timestamp()`` into a ledger as its first
+act. For pgq the claim's start (``started_at``) splits the wait into the wake-up (COMMIT to
+claim) and the hand-over (claim to task).
+
+The peers' enqueue calls commit by themselves, so for them the clock is read in a round
+trip after the call returns; that reading can only be late, which flatters them a little.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ import psycopg
 
 import pgq
 from benchmarks.apps.ledger import LEDGER_URL_ENV, RECORD_START
-from benchmarks.db import BenchError, connect, fetch, fresh_database, one, wait_until
+from benchmarks.db import (
+    BenchError,
+    commit_then_clock,
+    connect,
+    fetch,
+    fresh_database,
+    one,
+    wait_until,
+)
 from benchmarks.harness import Context, Result, latency_fields
 from benchmarks.workers import WorkerProcess
 
@@ -73,9 +85,9 @@ def measure(
 
 def enqueue_one(conn: psycopg.Connection[Any]) -> tuple[int, datetime]:
     """Enqueue one job in its own transaction; its id and the server's clock after COMMIT."""
-    with conn.transaction():
-        job_id = pgq.enqueue(conn, RECORD_START)
-    return job_id, one(conn, "clock_now")[0]
+    fetch(conn, "txn_begin")
+    job_id = pgq.enqueue(conn, RECORD_START)
+    return job_id, commit_then_clock(conn)
 
 
 def enqueue_paced(enqueue: Callable[[], tuple[int, datetime]], n: int) -> dict[int, datetime]:
