@@ -2,7 +2,7 @@
 
 NOTIFY takes a global lock at commit, so many concurrent enqueuers can serialize on it.
 Each variant runs 8 threads, each looping begin / insert one job / commit through its own
-SQLAlchemy session, for 10 seconds in all (two rounds of 5 s, the variants alternating so
+SQLAlchemy session, for 10 seconds in all (five rounds of 2 s, the variants alternating so
 drift in the machine's load hits all alike):
 
 - ``no_notify``: a bare INSERT of the same row into pgq.jobs, no NOTIFY: the reference;
@@ -29,7 +29,7 @@ from pgq.db import to_sqlalchemy_url
 NAME = "enqueue_concurrent"
 THREADS = 8
 SECONDS, SECONDS_QUICK = 10.0, 1.0
-ROUNDS = 2
+ROUNDS = 5  # rounds of 2 s: load that other processes put on the machine comes and goes
 TARGET_RATIO = 0.8
 
 Enqueue = Callable[[Session, int], object]
