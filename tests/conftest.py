@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from pgq import devdb, migrate
+from pgq.enqueue import NOTIFY_LIMITER
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +61,9 @@ def sa_url(db_url: str) -> str:
 def pytest_report_header(config: pytest.Config) -> str:
     source = os.environ.get(devdb.TEST_URL_ENV) and f"${devdb.TEST_URL_ENV}"
     return f"pgq database: {source or 'found by pgq.devdb (see DESIGN.md order)'}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_notify_limiter() -> None:
+    """Each test starts with no recent NOTIFY remembered (see pgq.enqueue.NotifyLimiter)."""
+    NOTIFY_LIMITER.reset()

@@ -12,6 +12,8 @@ Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnec
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -76,8 +78,47 @@ def enqueue(
 
 def enqueue_spec(session: Any, spec: JobSpec) -> Any:
     """Enqueue one :class:`JobSpec`; see :func:`enqueue`."""
-    statement = store.insert_job(**_row(spec))
-    return _run(session, statement, _first_id)
+    row = _row(spec)
+    due_now = row["run_at"] is None and row["delay"] == 0
+    notify = NOTIFY_LIMITER.allow(row["queue"]) if due_now else True
+    return _run(session, store.insert_job(**row, notify=notify), _first_id)
+
+
+NOTIFY_INTERVAL_DEFAULT = 0.01  # seconds: at most one NOTIFY per queue this often per process
+
+
+class NotifyLimiter:
+    """At most one NOTIFY per queue every ``interval`` seconds from this process.
+
+    NOTIFY takes a lock that serialises the commits of every transaction that notified,
+    including their WAL flush: with every enqueue notifying, 8 threads enqueueing one job
+    per transaction reached about half the commits per second of the same loop without
+    NOTIFY. Skipping the NOTIFY of a job enqueued right after another one on its queue
+    loses nothing: a worker woken by a notification claims again shortly after a short
+    claim (see ``LINGER`` in worker.py), and the poll finds anything else.
+    """
+
+    def __init__(self, interval: float = NOTIFY_INTERVAL_DEFAULT) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, queue: str, now: float | None = None) -> bool:
+        """True when a NOTIFY for ``queue`` should be sent now (and remember that it was)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if now - self._last.get(queue, -self.interval) < self.interval:
+                return False
+            self._last[queue] = now
+            return True
+
+    def reset(self) -> None:
+        """Forget every queue (tests use it so one test's enqueue cannot mute the next's)."""
+        with self._lock:
+            self._last.clear()
+
+
+NOTIFY_LIMITER = NotifyLimiter()
 
 
 def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:

@@ -63,8 +63,11 @@ def insert_job(
     delay: float,
     max_attempts: int,
     unique_key: str | None,
+    notify: bool = True,
 ) -> Statement:
-    """Insert one job; returns ``(id, notified)`` or no row when the unique key is live."""
+    """Insert one job; returns ``(id, notified)`` or no row when the unique key is live.
+
+    ``notify=False`` skips the NOTIFY (the caller notified this queue moments ago)."""
     return Statement("job_insert", locals())
 
 

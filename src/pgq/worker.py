@@ -39,6 +39,7 @@ import psycopg
 from pgq import reaper, store
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection
+from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
 from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
@@ -55,6 +56,7 @@ RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdo
 REAPER_JOIN_TIMEOUT = 10.0  # seconds to wait for the reaper thread's pass to end at shutdown
 CLAIM_AHEAD_WAIT = 0.05  # seconds a claimed-ahead job may wait on average for a slot
 CLAIM_AHEAD_MAX = 200  # jobs
+LINGER = 2 * NOTIFY_INTERVAL_DEFAULT  # seconds: a notified worker claims again this soon
 DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
 
 
@@ -116,6 +118,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._ready: deque[ClaimedJob] = deque()  # claimed ahead, not started yet
         self._avg_duration: float | None = None  # seconds, moving average
+        self._linger_until = 0.0  # loop time before which a short claim is retried once
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
@@ -144,7 +147,7 @@ class Worker:
         self._heartbeat = Heartbeat(
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
         )
-        self._listener = Listener(self.config.database_url, set(self.queues), self._wakeup.set)
+        self._listener = Listener(self.config.database_url, set(self.queues), self._notified)
         if install_signal_handlers:
             self._install_signal_handlers()
         background = self._start_background()
@@ -183,7 +186,17 @@ class Worker:
                 if await self._burst_done(claimed):
                     return
                 continue
-            await self._wait(self._wakeup, self.config.poll_interval)
+            await self._wait(self._wakeup, self._idle_timeout())
+
+    def _notified(self) -> None:
+        # Enqueuers skip the NOTIFY of a job that follows another on the same queue within
+        # NOTIFY_INTERVAL_DEFAULT (enqueue.py); one more claim shortly after finds it.
+        self._linger_until = self._loop.time() + LINGER
+        self._wakeup.set()
+
+    def _idle_timeout(self) -> float:
+        linger, self._linger_until = self._linger_until - self._loop.time(), 0.0
+        return min(self.config.poll_interval, linger) if linger > 0 else self.config.poll_interval
 
     async def _burst_done(self, claimed: list[ClaimedJob]) -> bool:
         """Burst mode ends when nothing runs, every outcome is written, and nothing is due."""

@@ -16,7 +16,9 @@ import psycopg
 import pytest
 from enqueue_sessions import KINDS, WAIT_TIMEOUT, Tx, open_tx, prepare_orders
 
+import pgq
 from pgq import JobSpec
+from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT, NOTIFY_LIMITER
 
 CHANNEL = "pgq"
 
@@ -181,3 +183,30 @@ def test_the_statement_reports_whether_it_notified(db_url: str, listener: Listen
         assert notified_due is not None and notified_later is None
         direct.rollback()
     assert listener.heard() == []
+
+
+def test_back_to_back_enqueues_on_one_queue_notify_once(db_url: str, listener: Listener) -> None:
+    # The NOTIFY lock serialises commits; a second NOTIFY right after the first for the same
+    # queue wakes nobody who is not already awake (pgq.enqueue.NotifyLimiter).
+    limiter = NOTIFY_LIMITER
+    limiter.interval = 3600.0  # "right after", however slow this machine is today
+    try:
+        with psycopg.connect(db_url) as first, psycopg.connect(db_url) as second:
+            pgq.enqueue(first, "t.a", queue="mails")
+            first.commit()
+            pgq.enqueue(second, "t.b", queue="mails")
+            pgq.enqueue(second, "t.c", queue="billing")
+            second.commit()
+        assert listener.heard() == ["mails", "billing"]
+    finally:
+        limiter.interval = NOTIFY_INTERVAL_DEFAULT
+
+
+def test_every_job_of_a_muted_notification_is_still_stored(
+    db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(db_url) as session:
+        ids = [pgq.enqueue(session, "t.a", queue="mails") for _ in range(3)]
+        session.commit()
+    rows = conn.execute("SELECT id FROM pgq.jobs WHERE queue = 'mails' ORDER BY id").fetchall()
+    assert [row[0] for row in rows] == ids

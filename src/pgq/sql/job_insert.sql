@@ -1,6 +1,7 @@
 -- One job, in the caller's transaction. pg_notify is delivered at COMMIT (never before)
 -- and PostgreSQL folds identical notifications of one transaction into one. A job
--- scheduled for later does not notify: the worker's timer finds it.
+-- scheduled for later does not notify: the worker's poll finds it. %(notify)s is false
+-- when this process notified the same queue moments ago (see enqueue.py's NotifyLimiter).
 WITH inserted AS (
     INSERT INTO pgq.jobs (queue, task, args, priority, run_at, max_attempts, unique_key)
     VALUES (
@@ -11,5 +12,6 @@ WITH inserted AS (
     ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') DO NOTHING
     RETURNING id, queue, run_at
 )
-SELECT id, CASE WHEN run_at <= now() THEN pg_notify('pgq', queue) END AS notified
+SELECT id, CASE WHEN %(notify)s AND run_at <= now() THEN pg_notify('pgq', queue) END
+       AS notified
 FROM inserted
