@@ -42,19 +42,22 @@ def run(ctx: Context) -> Iterator[Result]:
         "pgq": enqueue_pgq,
         "bare_notify": bare("job_insert_bare_notify"),
     }
-    counts = dict.fromkeys(variants, 0)
+    rounds: dict[str, list[int]] = {name: [] for name in variants}
     with fresh_database(ctx.server) as url:
         engine = create_engine(to_sqlalchemy_url(url), pool_size=THREADS, max_overflow=0)
         try:
             for round_ in range(ROUNDS):
                 names = list(variants) if round_ % 2 == 0 else list(reversed(variants))
                 for name in names:
-                    counts[name] += hammer(engine, variants[name], seconds / ROUNDS)
+                    rounds[name].append(hammer(engine, variants[name], seconds / ROUNDS))
         finally:
             engine.dispose()
-    reference = counts["no_notify"] / seconds
-    for name, count in counts.items():
-        result = Result(NAME, name, count, seconds, {"threads": THREADS})
+    reference = sum(rounds["no_notify"]) / seconds
+    for name, counts in rounds.items():
+        # Each round's rate too: how much the machine's other load moved the figures.
+        per_round = [count * ROUNDS / seconds for count in counts]
+        extra = {"threads": THREADS, "rounds_per_s": per_round}
+        result = Result(NAME, name, sum(counts), seconds, extra)
         if name != "no_notify":
             result.extra["ratio"] = ratio(result.per_s, reference)
         if name == "pgq":
