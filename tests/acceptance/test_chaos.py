@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -45,6 +45,7 @@ class Enqueuer(threading.Thread):
         self.rng = rng
         self.ids: list[int] = []
         self.error: BaseException | None = None
+        self.stopping = threading.Event()  # set at teardown, should the test fail early
 
     def run(self) -> None:
         try:
@@ -58,19 +59,32 @@ class Enqueuer(threading.Thread):
         with psycopg.connect(self.db_url) as conn:
             for n in range(batches):
                 # The schedule itself: batch n is due at n * ENQUEUE_FOR / batches seconds.
-                time.sleep(max(0.0, start + n * ENQUEUE_FOR / batches - time.monotonic()))
+                if self.stopping.wait(
+                    max(0.0, start + n * ENQUEUE_FOR / batches - time.monotonic())
+                ):
+                    return
                 self.ids.extend(pgq.enqueue_many(conn, self._specs()))
                 conn.commit()
 
     def _specs(self) -> list[pgq.JobSpec]:
         return [
             pgq.JobSpec(
-                "rt.sleep",
+                ("rt.sleep", "rt.sleep_async")[n % 2],  # threads and the event loop
                 {"seconds": round(self.rng.uniform(DURATION_MIN, DURATION_MAX), 3)},
                 max_attempts=MAX_ATTEMPTS,
             )
-            for _ in range(ENQUEUE_BATCH)
+            for n in range(ENQUEUE_BATCH)
         ]
+
+
+@pytest.fixture
+def enqueuer(db_url: str) -> Iterator[Enqueuer]:
+    """The running enqueuer; stopped at teardown so it never feeds the next test."""
+    thread = Enqueuer(db_url, random.Random(SEED + 1))
+    thread.start()
+    yield thread
+    thread.stopping.set()
+    thread.join(30)
 
 
 def freeze_read_and_kill(worker: WorkerProcess, conn: psycopg.Connection[Any]) -> set[int]:
@@ -92,12 +106,11 @@ def test_chaos_kills_lose_nothing_and_duplicates_stay_within_what_was_in_flight(
     attempt_ledger: psycopg.Connection[Any],
     start_worker: Callable[..., WorkerProcess],
     start_reaper: Callable[..., WorkerProcess],
+    enqueuer: Enqueuer,
 ) -> None:
     conn = attempt_ledger
     rng = random.Random(SEED)
     start_reaper("0.5")
-    enqueuer = Enqueuer(db_url, random.Random(SEED + 1))
-    enqueuer.start()
 
     kills: list[set[int]] = []
     killed_ids: set[str] = set()
@@ -113,6 +126,7 @@ def test_chaos_kills_lose_nothing_and_duplicates_stay_within_what_was_in_flight(
     assert len(enqueuer.ids) == JOBS
 
     last = start_worker(*WORKER_ARGS)
+    last.wait_started()  # a SIGTERM before its handlers are installed would just kill it
     wait_for(
         lambda: scalar(conn, "SELECT count(*) FROM pgq.jobs WHERE state = 'succeeded'") == JOBS,
         DRAIN_TIMEOUT,

@@ -23,7 +23,7 @@ import pgq
 JOBS = 200
 SEED = 20240904
 DURATION_MIN, DURATION_MAX = 0.1, 2.0  # seconds per job
-WORKER_ARGS = ("--app", "reaper_tasks", "--concurrency", "20", "--lease", "2")
+WORKER_ARGS = ("--app", "reaper_tasks", "--concurrency", "25", "--lease", "2")
 DRAIN_TIMEOUT = 120.0  # seconds for the second worker to finish everything (a bound)
 # Every backend a worker opens, its tasks' ledger connections included.
 WORKER_BACKENDS = """
@@ -35,9 +35,13 @@ WORKER_BACKENDS = """
 
 def enqueue_jobs(db_url: str) -> list[int]:
     rng = random.Random(SEED)
+    # Sync tasks (in threads) and async ones (on the loop), alternately.
     specs = [
-        pgq.JobSpec("rt.sleep", {"seconds": round(rng.uniform(DURATION_MIN, DURATION_MAX), 3)})
-        for _ in range(JOBS)
+        pgq.JobSpec(
+            ("rt.sleep", "rt.sleep_async")[n % 2],
+            {"seconds": round(rng.uniform(DURATION_MIN, DURATION_MAX), 3)},
+        )
+        for n in range(JOBS)
     ]
     with psycopg.connect(db_url) as tx:
         return pgq.enqueue_many(tx, specs)

@@ -90,6 +90,7 @@ def test_a_job_that_kills_its_worker_fails_after_max_attempts_while_others_flow(
         )
 
     wait_for(ordinary_done, 60, "every ordinary job succeeded")
+    supervisor.current.wait_started()  # a SIGTERM before its handlers would just kill it
     supervisor.current.signal(signal.SIGTERM)
     assert supervisor.current.wait_exit(30) == 0, supervisor.current.log()
 

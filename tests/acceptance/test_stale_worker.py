@@ -11,6 +11,10 @@ Two cases, so that each stale write is certain to happen rather than raced:
 * the task had finished when the worker froze, before its outcome was written (the worst
   moment: the task itself sends SIGSTOP as it returns). Its lease is long, so no
   heartbeat can get in first; the test ends that lease early by backdating it.
+
+Two more freeze a process where it must not stop anyone else: a worker holding jobs it
+claimed ahead of their turn (it must not start them once it knows their lease is gone),
+and a reaper inside its locked batch (the other reapers must still recover jobs).
 """
 
 from __future__ import annotations
@@ -64,16 +68,17 @@ def reaped_from(conn: psycopg.Connection[Any], job_id: int, worker_id: str) -> b
 
 
 def run_elsewhere(
-    conn: psycopg.Connection[Any], job_id: int, worker: WorkerProcess
-) -> dict[str, Any]:
-    """Let ``worker`` run the requeued job to success, stop it, return the row as left."""
-    wait_for(lambda: job(conn, job_id)["state"] == "succeeded", what="the second run")
+    conn: psycopg.Connection[Any], job_ids: list[int], worker: WorkerProcess
+) -> dict[int, dict[str, Any]]:
+    """Let ``worker`` run the requeued jobs to success, stop it, return the rows as left."""
+    wait_for(lambda: all(job(conn, j)["state"] == "succeeded" for j in job_ids), what="the 2nd run")
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(30) == 0, worker.log()
-    row = snapshot(conn, job_id)
-    assert (row["state"], row["attempts"]) == ("succeeded", 2)
-    assert row["worker_id"] == worker.worker_id(), "the second worker ran it"
-    return row
+    rows = {job_id: snapshot(conn, job_id) for job_id in job_ids}
+    for row in rows.values():
+        assert (row["state"], row["attempts"]) == ("succeeded", 2)
+        assert row["worker_id"] == worker.worker_id(), "the second worker ran it"
+    return rows
 
 
 def test_a_stale_workers_heartbeats_and_late_outcome_change_nothing(
@@ -96,7 +101,7 @@ def test_a_stale_workers_heartbeats_and_late_outcome_change_nothing(
     wait_for(stale.is_stopped, what="the worker frozen")
     wait_for(lambda: reaped_from(conn, job_id, stale_id), what="the reaper's requeue")
     second = start_worker("--app", "reaper_tasks", "--lease", "2", "--no-reaper")
-    before = run_elsewhere(conn, job_id, second)
+    before = run_elsewhere(conn, [job_id], second)[job_id]
     assert before["lease_token"] == claimed["lease_token"] + 1
 
     stale.signal(signal.SIGCONT)
@@ -138,7 +143,7 @@ def test_a_stale_workers_success_written_after_the_job_ran_elsewhere_changes_not
     )
     wait_for(lambda: reaped_from(conn, job_id, stale_id), what="the reaper's requeue")
     second = start_worker("--app", "reaper_tasks", "--lease", "600", "--no-reaper")
-    before = run_elsewhere(conn, job_id, second)
+    before = run_elsewhere(conn, [job_id], second)[job_id]
 
     stale.signal(signal.SIGCONT)
     stale.wait_logged(f"lease lost: job {job_id} was taken back before its outcome 'succeeded'")
@@ -149,7 +154,64 @@ def test_a_stale_workers_success_written_after_the_job_ran_elsewhere_changes_not
     assert attempts_run(conn, job_id) == [(1, stale.pid), (2, second.pid)]
 
 
-FROZEN_REAPER_BOUND = 15.0  # seconds a healthy reaper may take despite a frozen one
+WARM_UP_JOBS = 30  # instant jobs that teach a worker to claim ahead
+CLAIMED_AHEAD = 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a job claimed ahead (waiting in the worker's ready queue) whose lease the "
+    "heartbeat reports lost is still started later: Worker._interrupt only looks at running "
+    "jobs, so the job stays in _ready and _start_ready runs it without a lease, after "
+    "another worker already ran it",
+)
+def test_a_stale_worker_never_starts_a_job_it_claimed_ahead_and_lost(
+    db_url: str,
+    attempt_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+    start_reaper: Callable[..., WorkerProcess],
+) -> None:
+    conn = attempt_ledger
+    start_reaper("0.5")
+    stale = start_worker("--app", "reaper_tasks", "--concurrency", "1", "--lease", "2",
+                         "--no-reaper")  # fmt: skip
+    stale_id = stale.worker_id()
+    with psycopg.connect(db_url) as tx:
+        warm_up = pgq.enqueue_many(tx, [pgq.JobSpec("rt.sleep", {"seconds": 0})] * WARM_UP_JOBS)
+    wait_for(lambda: all(job(conn, j)["state"] == "succeeded" for j in warm_up), what="warm-up")
+
+    # One claim takes the gated job (first, by priority) and the others ahead of their turn.
+    specs = [pgq.JobSpec("rt.gated", priority=10)]
+    specs += [pgq.JobSpec("rt.sleep", {"seconds": 0})] * CLAIMED_AHEAD
+    with psycopg.connect(db_url) as tx:
+        gated_id, *ahead = pgq.enqueue_many(tx, specs)
+    wait_for(lambda: attempts_run(conn, gated_id) == [(1, stale.pid)], what="gated job running")
+    for job_id in ahead:
+        claimed = job(conn, job_id)
+        assert (claimed["state"], claimed["worker_id"]) == ("running", stale_id), "claimed ahead"
+
+    stale.signal(signal.SIGSTOP)
+    wait_for(stale.is_stopped, what="the worker frozen")
+    for job_id in (gated_id, *ahead):
+        wait_for(lambda j=job_id: reaped_from(conn, j, stale_id), what="the reaper's requeue")
+    second = start_worker("--app", "reaper_tasks", "--lease", "2", "--no-reaper")
+    before = run_elsewhere(conn, ahead, second)
+
+    stale.signal(signal.SIGCONT)
+    stale.wait_logged(f"lease lost: job {gated_id} is no longer held by this worker")
+    conn.execute("INSERT INTO gates (job_id) VALUES (%s)", (gated_id,))
+    stale.wait_logged(f"lease lost: job {gated_id} was taken back before its outcome 'release'")
+    stale.signal(signal.SIGTERM)
+    assert stale.wait_exit(30) == 0, stale.log()
+    assert {j: snapshot(conn, j) for j in ahead} == before, "fenced: rows unchanged"
+    assert all(attempts_run(conn, j) == [(2, second.pid)] for j in ahead), (
+        "jobs whose lease the stale worker knew it had lost were started there: "
+        f"{[attempts_run(conn, j) for j in ahead]}"
+    )
+
+
+FROZEN_REAPER_BOUND = 10.0  # seconds a healthy reaper may take despite a frozen one
 REAPER_WAITING_ON_LOCK = """
     SELECT count(*) FROM pg_stat_activity
     WHERE datname = current_database() AND application_name = 'pgq reaper'

@@ -9,6 +9,7 @@ named ``ledger``, not ``pgq ...``, so tests that terminate pgq's backends leave 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -70,6 +71,13 @@ def sleep(ctx: JobContext, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(min(0.05, seconds))
+
+
+@pgq.task(name="rt.sleep_async", pass_context=True)
+async def sleep_async(ctx: JobContext, seconds: float) -> None:
+    """The same on the worker's event loop (the ledger write blocks it briefly)."""
+    record(ctx)
+    await asyncio.sleep(seconds)
 
 
 @pgq.task(name="rt.gated", pass_context=True)
