@@ -147,13 +147,19 @@ def prune_finished_jobs(*, state: str, retention: float, limit: int, now: Any = 
     return Statement("job_prune_finished", locals())
 
 
-def try_reap_lock(*, key: int) -> Statement:
-    """Take the reaper's transaction-scoped advisory lock if free; returns ``(taken,)``."""
+def try_reap_lock(*, key: int, idle_timeout: str = "10s") -> Statement:
+    """Take the reaper's transaction-scoped advisory lock if free; returns ``(taken, _)``.
+
+    ``idle_timeout`` (a PostgreSQL duration) bounds how long the transaction may sit idle
+    holding it."""
     return Statement("job_reap_try_lock", locals())
 
 
-def try_prune_lock(*, key: int) -> Statement:
-    """Take the pruner's transaction-scoped advisory lock if free; returns ``(taken,)``."""
+def try_prune_lock(*, key: int, idle_timeout: str = "10s") -> Statement:
+    """Take the pruner's transaction-scoped advisory lock if free; returns ``(taken, _)``.
+
+    ``idle_timeout`` (a PostgreSQL duration) bounds how long the transaction may sit idle
+    holding it."""
     return Statement("job_prune_try_lock", locals())
 
 

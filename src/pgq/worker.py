@@ -363,6 +363,7 @@ class Worker:
     def _interrupt(self, job_id: int, reason: str) -> None:
         running = self._running.get(job_id)
         if running is None:
+            self._drop_ready(job_id, reason)
             return
         if reason == "lease_lost":
             self.events.lease_lost(running.job)
@@ -375,6 +376,24 @@ class Worker:
         # Only async tasks can be interrupted; a sync task sees ctx.should_stop().
         if running.task.is_async:
             running.handle.cancel()
+
+    def _drop_ready(self, job_id: int, reason: str) -> None:
+        """A claimed-ahead job that lost its lease or was cancelled never starts here."""
+        job = next((j for j in self._ready if j.id == job_id), None)
+        if job is None:
+            return
+        self._ready.remove(job)
+        self._slot_freed.set()
+        if reason == "lease_lost":
+            self.events.lease_lost(job)
+            log.warning(
+                "lease lost: job %d (claimed ahead) will not run here", job_id, extra=_fields(job)
+            )
+            return
+        # Still ours: end it as the operator asked, without running it.
+        self.stats.cancelled += 1
+        self.events.job_finished(job, "cancelled", 0.0)
+        self._completer.submit(job, Outcome("cancelled"))
 
     # --- background services and shutdown ---------------------------------------------------
 

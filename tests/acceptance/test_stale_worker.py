@@ -158,14 +158,6 @@ WARM_UP_JOBS = 30  # instant jobs that teach a worker to claim ahead
 CLAIMED_AHEAD = 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a job claimed ahead (waiting in the worker's ready queue) whose lease the "
-    "heartbeat reports lost is still started later: Worker._interrupt only looks at running "
-    "jobs, so the job stays in _ready and _start_ready runs it without a lease, after "
-    "another worker already ran it",
-)
 def test_a_stale_worker_never_starts_a_job_it_claimed_ahead_and_lost(
     db_url: str,
     attempt_ledger: psycopg.Connection[Any],
@@ -258,15 +250,6 @@ def freeze_inside_a_reaping_batch(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a reaper frozen (SIGSTOP, VM pause, network partition) inside its batch "
-    "transaction keeps the transaction-scoped advisory lock for as long as its session "
-    "lives (a partition: until TCP keepalive, hours): every other reaper is locked out "
-    "and no lapsed lease is taken back anywhere. The reaper's session sets no "
-    "idle_in_transaction_session_timeout (nor statement_timeout) to bound it.",
-)
 def test_a_reaper_frozen_mid_pass_does_not_stop_reaping_for_everyone(
     db_url: str,
     attempt_ledger: psycopg.Connection[Any],
