@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.db import BenchError, server_version
+from benchmarks.db import BenchError, server_setting, server_version
 from pgq import devdb
 
 # `make bench` runs these, in this order.
@@ -51,6 +51,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: a smoke run in seconds, not figures"
     )
+    parser.add_argument(
+        "--throwaway-cluster",
+        action="store_true",
+        help="run on a cluster started here from the local initdb (PostgreSQL's defaults, "
+        "so autovacuum on; fsync off) instead of the server pgq.devdb finds",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser.parse_args(argv)
 
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     names = chosen_scenarios(args.only)
     log = harness.Progress()
-    with devdb.find_server(log=log) as server:
+    servers = devdb.throwaway_cluster() if args.throwaway_cluster else devdb.find_server(log=log)
+    with servers as server:
         ctx = harness.Context(server, quick=args.quick, log=log)
         describe_environment(ctx, server)
         lines, failed = run_scenarios(ctx, names)
@@ -125,6 +132,8 @@ def environment(server: devdb.Server) -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "ram_gib": round(_mem_total_kib() / 1024 / 1024, 1),
         "postgresql": server_version(server.url),
+        "autovacuum": server_setting(server.url, "autovacuum"),
+        "fsync": server_setting(server.url, "fsync"),
         "server": server.source,
         "python": platform.python_version(),
         "pgq_commit": _git_commit(),

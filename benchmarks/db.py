@@ -114,3 +114,8 @@ def drain_span(url: str, first_id: int, last_id: int) -> Span:
 def server_version(url: str) -> str:
     with connect(url) as conn:
         return str(one(conn, "server_version")[0])
+
+
+def server_setting(url: str, name: str) -> str:
+    with connect(url) as conn:
+        return str(one(conn, "server_setting", {"name": name})[0])
