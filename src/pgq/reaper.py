@@ -45,6 +45,13 @@ FINISHED_STATES = ("succeeded", "cancelled", "failed")
 # After a connection error run() waits 0.5 s, 1 s, 2 s, ... up to 30 s (± 25 %) between tries.
 RECONNECT_BACKOFF = Backoff(base=0.5, factor=2.0, cap=30.0, jitter=0.25)
 APPLICATION_NAME = "pgq reaper"
+# Vacuum pgq.jobs from the reaper when it holds more dead rows than this (or than this
+# fraction of its live rows, whichever is more). Every claim and every finish leaves a dead
+# row version whose index entries later scans must step over until a vacuum removes them,
+# so claiming slows down as they pile up. Autovacuum does this when it is on, but it looks
+# at a database only once a minute by default, and some servers run without it.
+VACUUM_DEAD_ROWS_DEFAULT = 20_000
+VACUUM_DEAD_FRACTION_DEFAULT = 0.05
 
 # Advisory lock keys: the bytes "pgq:reap" and "pgq:prun" as big-endian bigints, so they
 # are recognisable in pg_locks (classid/objid) and unlikely to collide with an app's keys.
@@ -71,6 +78,8 @@ class ReaperConfig:
     succeeded_retention: float | None = RETENTION_SUCCEEDED_DEFAULT
     cancelled_retention: float | None = RETENTION_CANCELLED_DEFAULT
     failed_retention: float | None = RETENTION_FAILED_DEFAULT
+    vacuum_dead_rows: int | None = VACUUM_DEAD_ROWS_DEFAULT  # None: leave it to autovacuum
+    vacuum_dead_fraction: float = VACUUM_DEAD_FRACTION_DEFAULT
 
     def __post_init__(self) -> None:
         for name in ("interval", "prune_interval"):
@@ -79,6 +88,15 @@ class ReaperConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a positive integer, not {value!r}")
+        rows = self.vacuum_dead_rows
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise ValidationError(
+                f"vacuum_dead_rows must be a positive integer or None, not {rows!r}"
+            )
+        if not (_is_number(self.vacuum_dead_fraction) and self.vacuum_dead_fraction >= 0):
+            raise ValidationError(
+                f"vacuum_dead_fraction must be a number >= 0, not {self.vacuum_dead_fraction!r}"
+            )
         for state in FINISHED_STATES:
             value = self.retention(state)
             if value is not None and not (_is_number(value) and 0 <= value < float("inf")):
@@ -286,6 +304,8 @@ class _Loop:
             while not self.stop.is_set():
                 reaped = reap_once(conn, self.config)
                 pruned = self._prune(conn)
+                if not reaped.locked_out:  # one process vacuums: the one that reaped
+                    vacuum_if_needed(conn, self.config)
                 self.failures = 0
                 if self.on_pass is not None:
                     self.on_pass(reaped, pruned)
@@ -299,6 +319,22 @@ class _Loop:
         wait = self.config.prune_interval if result.complete else 0.0
         self.next_prune = time.monotonic() + wait
         return result
+
+
+def vacuum_if_needed(conn: psycopg.Connection[Any], config: ReaperConfig) -> bool:
+    """VACUUM pgq.jobs when its dead rows pass the config's threshold; True if it ran.
+
+    ``conn`` must be in autocommit mode (VACUUM cannot run in a transaction block).
+    """
+    if config.vacuum_dead_rows is None:
+        return False
+    dead, live = store.fetch(conn, store.count_dead_rows())[0]
+    if dead <= max(config.vacuum_dead_rows, config.vacuum_dead_fraction * live):
+        return False
+    started = time.monotonic()
+    store.fetch(conn, store.vacuum_jobs())
+    log.info("vacuumed pgq.jobs (%d dead rows) in %.2fs", dead, time.monotonic() - started)
+    return True
 
 
 def _reap_statement(config: ReaperConfig, now: datetime | None) -> store.Statement:

@@ -155,6 +155,16 @@ def try_reap_lock(*, key: int, idle_timeout: str = "10s") -> Statement:
     return Statement("job_reap_try_lock", locals())
 
 
+def count_dead_rows() -> Statement:
+    """``(dead, live)`` row counts of pgq.jobs from the statistics views."""
+    return Statement("job_table_dead_rows", {})
+
+
+def vacuum_jobs() -> Statement:
+    """VACUUM pgq.jobs, unless someone is vacuuming it already; autocommit only."""
+    return Statement("job_table_vacuum", {})
+
+
 def try_prune_lock(*, key: int, idle_timeout: str = "10s") -> Statement:
     """Take the pruner's transaction-scoped advisory lock if free; returns ``(taken, _)``.
 
