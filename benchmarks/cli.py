@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import traceback
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(ALL_SCENARIOS))
         return 0
     names = chosen_scenarios(args.only)
+    # SIGTERM unwinds like Ctrl-C, so scratch databases, workers and clusters are cleaned up.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     log = harness.Progress()
     servers = devdb.throwaway_cluster() if args.throwaway_cluster else devdb.find_server(log=log)
     with servers as server:
