@@ -9,6 +9,7 @@ Its stderr goes to a file whose tail is shown when something goes wrong.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,13 +35,20 @@ class WorkerProcess:
         app: str = NOOP_APP,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        keep_log: Path | None = None,
     ) -> None:
-        """``pgq work --app app *args`` on ``url``; ``command`` runs another queue's worker."""
+        """``pgq work --app app *args`` on ``url``; ``command`` runs another queue's worker.
+
+        ``keep_log``: move the worker's log there when it stops (else it is deleted).
+        """
         self.url = url
         self.command = command or [sys.executable, "-c", PGQ_MAIN, "work", "--app", app, *args]
         self.env = {**os.environ, "PGQ_DATABASE_URL": url, **(env or {})}
         # Closed in __exit__: the log outlives this call, so no `with` here.
-        self._log = tempfile.NamedTemporaryFile(prefix="pgq-bench-worker-", suffix=".log")  # noqa: SIM115
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="pgq-bench-worker-", suffix=".log", delete=keep_log is None
+        )
+        self.keep_log = keep_log
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> WorkerProcess:
@@ -52,6 +60,8 @@ class WorkerProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self._log.close()
+        if self.keep_log is not None:
+            shutil.move(self._log.name, self.keep_log)
 
     @property
     def pid(self) -> int:
@@ -89,6 +99,11 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         """Resident memory now (VmRSS), in MiB."""

@@ -11,16 +11,23 @@ The second phase is the same in a new database, with another session holding a
 REPEATABLE READ snapshot for TXN_FOR seconds from TXN_AT on, as a long analytics query
 would: nothing deleted meanwhile can be vacuumed, so dead claim-index entries pile up.
 It reports the dip and how long throughput takes to recover after the transaction ends.
+
+Every sample (with what each of the worker's sessions was doing, and the worker's CPU
+time) and the worker's log are kept in a directory named in the result (``artifacts``),
+so a dip or a stall can be explained afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -78,14 +85,23 @@ def run(ctx: Context) -> Iterator[Result]:
     rate = LOAD_SHARE * calibrate(ctx)
     duration = ctx.seconds(DURATION, DURATION_QUICK)
     ctx.log(f"soak: steady load at {rate:,.0f} jobs/s for {duration:.0f}s")
-    steady = steady_result(observe(ctx, Plan(duration, rate)))
-    steady.extra["autovacuum"] = autovacuum
+    artifacts = Path(tempfile.mkdtemp(prefix="pgq-bench-soak-"))
+    ctx.log(f"soak: samples and worker logs go to {artifacts}")
+    steady = steady_result(observe(ctx, Plan(duration, rate), phase_dir(artifacts, "steady")))
+    steady.extra.update(autovacuum=autovacuum, artifacts=str(artifacts / "steady"))
     yield steady
     txn_at, txn_for = ctx.seconds(TXN_AT, TXN_AT_QUICK), ctx.seconds(TXN_FOR, TXN_FOR_QUICK)
     ctx.log(f"soak: again, with a {txn_for:.0f}s transaction from {txn_at:.0f}s on")
-    held = long_txn_result(observe(ctx, Plan(duration, rate, txn_at, txn_for)))
-    held.extra["autovacuum"] = autovacuum
+    plan = Plan(duration, rate, txn_at, txn_for)
+    held = long_txn_result(observe(ctx, plan, phase_dir(artifacts, "long_txn")))
+    held.extra.update(autovacuum=autovacuum, artifacts=str(artifacts / "long_txn"))
     yield held
+
+
+def phase_dir(artifacts: Path, name: str) -> Path:
+    path = artifacts / name
+    path.mkdir()
+    return path
 
 
 def calibrate(ctx: Context) -> float:
@@ -101,8 +117,13 @@ def calibrate(ctx: Context) -> float:
 # --- running one phase ----------------------------------------------------------------------
 
 
-def observe(ctx: Context, plan: Plan) -> Observed:
-    with fresh_database(ctx.server) as url, WorkerProcess(url) as worker, connect(url) as conn:
+def observe(ctx: Context, plan: Plan, artifacts: Path) -> Observed:
+    log = artifacts / "worker.log"
+    with (
+        fresh_database(ctx.server) as url,
+        WorkerProcess(url, keep_log=log) as worker,
+        connect(url) as conn,
+    ):
         wait_listening(url, [worker])
         start_at: datetime = one(conn, "clock_now")[0]
         start = time.monotonic()
@@ -120,6 +141,7 @@ def observe(ctx: Context, plan: Plan) -> Observed:
     for bucket, count in rows:
         if 0 <= bucket < len(buckets):
             buckets[bucket] = count / BUCKET
+    (artifacts / "samples.json").write_text(json.dumps(samples, default=str, indent=1))
     return Observed(plan, buckets, samples, enqueuer.sent, holder.span if holder else None)
 
 
@@ -144,6 +166,8 @@ def sample(
                 "claim_index_mb": None if claim is None else claim / MIB,
                 "backlog": backlog,
                 "autovacuums": vacuums,
+                "worker_cpu_s": worker.cpu_seconds(),
+                "sessions": fetch(conn, "session_activity"),
             }
         )
         if len(samples) % int(period_of(duration) // SAMPLE_EVERY) == 0:
@@ -258,9 +282,15 @@ def common_fields(observed: Observed) -> dict[str, Any]:
         "indexes_mb_per_minute": sampled("indexes_mb"),
         "claim_index_mb_per_minute": sampled("claim_index_mb"),
         "backlog_per_minute": sampled("backlog"),
+        "worker_cores_per_minute": cores(sampled("worker_cpu_s"), period),
         "max_backlog": max((s["backlog"] for s in samples), default=0),
         "autovacuums": samples[-1]["autovacuums"] if samples else 0,
     }
+
+
+def cores(cpu_seconds: list[float], period: float) -> list[float]:
+    """CPU seconds sampled at the end of each period -> cores used during each period."""
+    return [(b - a) / period for a, b in zip([0.0, *cpu_seconds], cpu_seconds, strict=False)]
 
 
 def steady_result(observed: Observed) -> Result:
