@@ -18,6 +18,7 @@ from benchmarks.apps.noop import NOOP
 from benchmarks.db import BenchError, Span, connect, drain_span, fresh_database
 from benchmarks.harness import Context, Result
 from benchmarks.workers import WorkerProcess
+from pgq import store
 
 NAME = "drain"
 N, N_QUICK = 20_000, 2_000
@@ -26,6 +27,7 @@ REPEATS = 3  # in fresh databases; the median counts (one drain lasts a few seco
 ENQUEUE_BATCH = 50_000
 DRAIN_TIMEOUT_BASE = 60.0  # seconds, plus one per DRAIN_TIMEOUT_RATE jobs
 DRAIN_TIMEOUT_RATE = 200
+HAND_LOOP_BATCH = 100  # jobs per claim and per finish in the yardstick loop
 
 
 def run(ctx: Context) -> Iterator[Result]:
@@ -36,10 +38,47 @@ def run(ctx: Context) -> Iterator[Result]:
             first, last = enqueue_noops(url, n)
             ctx.log(f"drain: run {repeat + 1}, {n:,} jobs queued; one worker, --burst")
             runs.append(burst_drain(url, first, last).seconds)
+    hand_runs = []
+    for _ in range(ctx.size(REPEATS, 1)):
+        with fresh_database(ctx.server) as url:
+            first, last = enqueue_noops(url, n)
+            hand_runs.append(hand_loop_drain(url, first, last).seconds)
+    hand = Result(NAME, "hand_loop", n, statistics.median(hand_runs), {"runs_s": hand_runs})
+    yield hand
     result = Result(NAME, "pgq", n, statistics.median(runs), {"runs_s": runs})
+    result.extra["hand_loop_ratio"] = round(result.per_s / hand.per_s, 3)
     result.target = f">= {TARGET_PER_S:,} jobs/s"
     result.met = result.per_s >= TARGET_PER_S
     yield result
+
+
+def hand_loop_drain(url: str, first: int, last: int) -> Span:
+    """The issue's yardstick: one connection claiming 100 and finishing 100 at a time with
+    pgq's own claim and finish statements, no task code, no event loop. Measured in the
+    same run, it turns a drain figure from a noisy machine into a ratio."""
+    with connect(url) as conn:
+        conn.autocommit = True
+        while rows := store.fetch(
+            conn,
+            store.claim_jobs(
+                queues=["default"],
+                tasks=[NOOP],
+                leases=[30.0],
+                limit=HAND_LOOP_BATCH,
+                worker_id="hand-loop",
+            ),
+        ):
+            store.fetch(
+                conn,
+                store.finish_jobs(
+                    ids=[row[0] for row in rows],
+                    tokens=[row[6] for row in rows],
+                    outcomes=["succeeded"] * len(rows),
+                    delays=[0.0] * len(rows),
+                    errors=[None] * len(rows),
+                ),
+            )
+    return checked_span(url, first, last)
 
 
 def enqueue_noops(url: str, n: int, batch: int = ENQUEUE_BATCH) -> tuple[int, int]:
