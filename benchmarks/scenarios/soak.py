@@ -77,10 +77,10 @@ def run(ctx: Context) -> Iterator[Result]:
     autovacuum = server_setting(ctx.server.url, "autovacuum")
     if autovacuum != "on":
         ctx.log(
-            "soak: WARNING: autovacuum is off on this server, so the table settings the "
-            "migrations ship never take effect and nothing cleans the table; for the "
-            "figures issue 6 asks for, run `python -m benchmarks --only soak "
-            "--throwaway-cluster`"
+            "soak: WARNING: autovacuum is off on this server, so the autovacuum settings "
+            "the migrations ship never take effect (only the reaper's own VACUUM cleans the "
+            "table); for the setting issue 6 describes, run `python -m benchmarks --only "
+            "soak --throwaway-cluster`"
         )
     rate = LOAD_SHARE * calibrate(ctx)
     duration = ctx.seconds(DURATION, DURATION_QUICK)
