@@ -248,3 +248,69 @@ def test_upgrade_of_an_unreachable_server_raises_database_unavailable() -> None:
         migrate.upgrade(url)
     assert "s3cret" not in str(raised.value)
     assert "127.0.0.1" in str(raised.value)
+
+
+# --- 0003: the lean-writes schema -------------------------------------------------------------
+
+BAD_QUEUE_NAMES = ["", "a" * 64, "has space", "émoji", "semi;colon", "new\nline"]
+
+
+def _insert_queue(conn: psycopg.Connection[Any], queue: str) -> None:
+    conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES (%s, 't')", (queue,))
+
+
+@pytest.mark.parametrize("queue", BAD_QUEUE_NAMES)
+def test_the_database_refuses_a_bad_queue_name_written_by_hand(db_url: str, queue: str) -> None:
+    # pgq validates names in Python; the CHECK is the last line for rows written by hand.
+    with psycopg.connect(db_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        _insert_queue(conn, queue)
+
+
+def test_the_database_accepts_every_allowed_queue_character(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        for queue in ["a", "a" * 63, "AZaz09_.:-"]:
+            _insert_queue(conn, queue)
+
+
+def test_upgrade_from_0002_keeps_rows_and_live_unique_keys(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0002")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, unique_key, state, finished_at) VALUES "
+            "('q', 't', 'live', 'queued', NULL), ('q', 't', NULL, 'queued', NULL), "
+            "('q', 't', 'done', 'succeeded', now())"
+        )
+
+    migrate.upgrade(empty_db_url)
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (3,)
+        # The unique index holds the one live job with a key, and still enforces it.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO pgq.jobs (queue, task, unique_key) VALUES ('q', 't', 'live')")
+        conn.rollback()
+        conn.execute("INSERT INTO pgq.jobs (queue, task, unique_key) VALUES ('q', 't', 'done')")
+        conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 't')")
+        conn.execute("SET enable_seqscan = off")
+        entries = conn.execute(
+            "SELECT count(*) FROM pgq.jobs WHERE state IN ('queued', 'running') "
+            "AND unique_key IS NOT NULL"
+        ).fetchone()
+        plan = conn.execute(
+            "EXPLAIN SELECT count(*) FROM pgq.jobs WHERE state IN ('queued', 'running') "
+            "AND unique_key IS NOT NULL"
+        ).fetchall()
+    assert entries == (2,)
+    assert "jobs_unique_key_idx" in str(plan)
+    indexes = {row[0] for row in catalog(empty_db_url)["indexes"]}
+    assert "jobs_finished_idx" not in indexes
+    assert "jobs_finished_stats_idx" in indexes
+
+
+def test_downgrade_from_0003_restores_0002(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0002")
+    migrate.upgrade(empty_db_url)
+
+    migrate.downgrade(empty_db_url, "pgq_0002")
+
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

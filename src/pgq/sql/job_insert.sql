@@ -9,7 +9,8 @@ WITH inserted AS (
         coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
         %(max_attempts)s, %(unique_key)s
     )
-    ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') DO NOTHING
+    ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') AND unique_key IS NOT NULL
+        DO NOTHING
     RETURNING id, queue, run_at
 )
 SELECT id, CASE WHEN %(notify)s AND run_at <= now() THEN pg_notify('pgq', queue) END

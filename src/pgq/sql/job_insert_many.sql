@@ -16,7 +16,8 @@ WITH inserted AS (
     ) WITH ORDINALITY AS j(queue, task, args, priority, run_at, delay, max_attempts,
                            unique_key, ord)
     ORDER BY j.ord
-    ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') DO NOTHING
+    ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') AND unique_key IS NOT NULL
+        DO NOTHING
     RETURNING id, queue, run_at
 ), notified AS (
     SELECT pg_notify('pgq', queue)

@@ -1,7 +1,7 @@
 -- Delete up to `limit` finished jobs of one state whose finished_at is older than the
 -- retention (seconds). Bounded, so a table with millions of old rows is pruned in many
 -- short transactions instead of one long delete that holds locks and bloats the WAL.
--- The literal state list matches jobs_finished_idx's predicate, so the planner can use
+-- The literal state list matches jobs_finished_stats_idx's predicate, so the planner can use
 -- that index for any bound state, and it makes queued and running rows impossible to
 -- delete whatever the caller passes. No ORDER BY: any rows past their time will do, and
 -- leaving the order free lets the planner pick the cheapest path.
