@@ -7,7 +7,6 @@ task's return or exception decides the outcome; the worker writes it, fenced by 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import threading
 import traceback
@@ -17,7 +16,6 @@ from typing import Any
 
 from pgq.errors import Fail, Retry, Snooze
 from pgq.registry import Task
-from pgq.threads import ThreadPool
 
 ERROR_MESSAGE_MAX_CHARS = 2000
 ERROR_TRACEBACK_MAX_CHARS = 8000
@@ -111,20 +109,31 @@ class Outcome:
         return None if self.error is None else json.dumps(self.error, ensure_ascii=False)
 
 
-async def execute(task: Task, job: ClaimedJob, ctx: JobContext, threads: ThreadPool) -> Outcome:
-    """Run one attempt of ``job`` and return its outcome; never raises for the task's errors."""
+SUCCEEDED = Outcome("succeeded")
+
+
+async def execute(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
+    """Run one attempt of an ``async def`` task's ``job`` on the running loop and return its
+    outcome; never raises for the task's errors. (Sync tasks run in the worker's threads;
+    :func:`outcome_of_call` turns what their call did into an outcome.)"""
     try:
-        if task.is_async:
-            await _run_async(task, job, ctx)
-        else:
-            await _run_sync(task, job, ctx, threads)
+        await _run_async(task, job, ctx)
     except asyncio.CancelledError:
         return _stopped_outcome(task, job, ctx)
     except BaseException as exc:
         # Every failure of the task becomes an outcome, SystemExit from a task included:
         # only signals (handled by the worker) stop the worker.
         return outcome_of_exception(task, job, ctx, exc)
-    return _stopped_outcome(task, job, ctx) if ctx.stop_reason else Outcome("succeeded")
+    return outcome_of_call(task, job, ctx, None)
+
+
+def outcome_of_call(
+    task: Task, job: ClaimedJob, ctx: JobContext, error: BaseException | None
+) -> Outcome:
+    """The outcome of an attempt that returned (``error`` None) or raised ``error``."""
+    if error is not None:
+        return outcome_of_exception(task, job, ctx, error)
+    return _stopped_outcome(task, job, ctx) if ctx.stop_reason else SUCCEEDED
 
 
 async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
@@ -140,19 +149,6 @@ async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
             ctx.request_stop("timeout")
             return
         raise
-
-
-async def _run_sync(task: Task, job: ClaimedJob, ctx: JobContext, threads: ThreadPool) -> None:
-    loop = asyncio.get_running_loop()
-    args = (ctx,) if task.pass_context else ()
-    # Python cannot interrupt a thread: at the deadline the context's flag is set, and the
-    # attempt counts as a timeout whenever the function returns.
-    timer = loop.call_later(task.timeout, ctx.request_stop, "timeout") if task.timeout else None
-    try:
-        await threads.run(functools.partial(task.func, *args, **job.args))
-    finally:
-        if timer is not None:
-            timer.cancel()
 
 
 def _stopped_outcome(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:

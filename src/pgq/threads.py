@@ -1,9 +1,12 @@
-"""The worker's threads for sync tasks, handing results back to the event loop in batches.
+"""The worker's threads for sync tasks, handing finished calls back to the loop in batches.
 
-``loop.run_in_executor`` wakes the event loop once per finished call (a write to its
-self-pipe and a loop iteration each). With short jobs that was the worker's largest cost:
-a no-op sync drain ran at half the speed of an async one. Here a finished call joins a
-list, and only the first call finishing while the loop has not yet collected wakes it.
+A call and its result never touch an asyncio future or task: the worker submits a call
+with a token of its own, a thread runs it, and the finished ``(token, error, seconds)``
+joins a list that the loop collects in one callback. Only the first call finishing while
+the loop has not yet collected wakes it. With short jobs the per-job cost of
+``run_in_executor`` (a future, a task step to await it, a loop wake-up each) was the
+worker's largest: a no-op sync drain ran at half the speed of the same drain without
+task code.
 """
 
 from __future__ import annotations
@@ -12,21 +15,41 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 _STOP = None
 
 
-class ThreadPool:
-    """``size`` daemon threads running sync callables for one event loop."""
+@dataclass(frozen=True, slots=True)
+class Done:
+    """One finished call: the submitter's token, what it raised (None: it returned), and
+    how long it ran."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, name: str = "pgq") -> None:
+    token: Any
+    error: BaseException | None
+    seconds: float
+
+
+class ThreadPool:
+    """``size`` daemon threads running sync callables; ``on_done`` gets finished calls in
+    batches, on the loop's thread."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        size: int,
+        on_done: Callable[[list[Done]], None],
+        name: str = "pgq",
+    ) -> None:
         self._loop = loop
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
+        self._on_done = on_done
+        self._calls: queue.SimpleQueue[tuple[Any, Callable[..., Any], Any, Any] | None]
         self._calls = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._finished: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._finished: list[Done] = []
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
             for i in range(size)
@@ -34,11 +57,11 @@ class ThreadPool:
         for thread in self._threads:
             thread.start()
 
-    def run(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
-        """Run ``call`` in a thread; the returned future (of this loop) gets its result."""
-        future = self._loop.create_future()
-        self._calls.put((call, future))
-        return future
+    def submit(
+        self, token: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Run ``func(*args, **kwargs)`` in a thread; ``on_done`` hears of it with ``token``."""
+        self._calls.put((token, func, args, kwargs))
 
     def shutdown(self) -> None:
         """Let idle threads exit. Threads still running a call finish it and then exit;
@@ -47,32 +70,27 @@ class ThreadPool:
             self._calls.put(_STOP)
 
     def _serve(self) -> None:
+        clock = time.monotonic
         while (item := self._calls.get()) is not _STOP:
-            call, future = item
+            token, func, args, kwargs = item
+            started = clock()
             try:
-                result, error = call(), None
-            except BaseException as exc:  # handed to the awaiting coroutine, which decides
-                result, error = None, exc
-            self._finish(future, result, error)
+                func(*args, **kwargs)
+                error = None
+            except BaseException as exc:  # handed to the worker, which decides the outcome
+                error = exc
+            self._finish(Done(token, error, clock() - started))
 
-    def _finish(
-        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
-    ) -> None:
+    def _finish(self, done: Done) -> None:
         with self._lock:
-            self._finished.append((future, result, error))
+            self._finished.append(done)
             first = len(self._finished) == 1
         if first:
-            # RuntimeError: the loop is closed; the worker is gone and nobody awaits this.
+            # RuntimeError: the loop is closed; the worker is gone and nobody waits for this.
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         with self._lock:
             finished, self._finished = self._finished, []
-        for future, result, error in finished:
-            if future.cancelled():
-                continue
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        self._on_done(finished)

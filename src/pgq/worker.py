@@ -44,8 +44,8 @@ from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
-from pgq.runner import ClaimedJob, JobContext, Outcome, execute
-from pgq.threads import ThreadPool
+from pgq.runner import ClaimedJob, JobContext, Outcome, execute, outcome_of_call
+from pgq.threads import Done, ThreadPool
 
 log = logging.getLogger("pgq.worker")
 
@@ -88,13 +88,15 @@ class WorkerStats:
     released: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Running:
     job: ClaimedJob
     ctx: JobContext
     task: Task
-    handle: asyncio.Task[None]
     lease: float
+    started: float  # loop time
+    handle: asyncio.Task[None] | None = None  # async tasks: what runs them on the loop
+    timer: asyncio.TimerHandle | None = None  # sync tasks with a timeout: flags it when due
 
 
 class Worker:
@@ -140,7 +142,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._threads = ThreadPool(self._loop, self.config.concurrency)
+        self._threads = ThreadPool(self._loop, self.config.concurrency, self._on_threads_done)
         self._claim_db = ReconnectingConnection(self.config.database_url, "claim")
         self._write_db = ReconnectingConnection(self.config.database_url, "writer")
         self._completer = Completer(self._write_db.execute, on_lost=self.events.lease_lost)
@@ -280,26 +282,51 @@ class Worker:
         ctx = JobContext(
             job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
         )
-        handle = asyncio.create_task(self._run_job(task, job, ctx))
-        self._running[job.id] = _Running(job, ctx, task, handle, self._lease_of(job))
+        running = _Running(job, ctx, task, task.lease or self.config.lease, self._loop.time())
+        self._running[job.id] = running
+        if task.is_async:
+            running.handle = asyncio.create_task(self._run_async_job(running))
+            return
+        if task.timeout:
+            # Python cannot interrupt a thread: at the deadline the context's flag is set,
+            # and the attempt counts as a timeout whenever the function returns.
+            running.timer = self._loop.call_later(task.timeout, ctx.request_stop, "timeout")
+        self._threads.submit(running, task.func, (ctx,) if task.pass_context else (), job.args)
 
     def _lease_of(self, job: ClaimedJob) -> float:
         task = self.registry.get(job.task)
         return (task.lease if task else None) or self.config.lease
 
-    async def _run_job(self, task: Task, job: ClaimedJob, ctx: JobContext) -> None:
-        started = self._loop.time()
-        outcome = await execute(task, job, ctx, self._threads)
-        self._note_duration(self._loop.time() - started)
-        if self._running.pop(job.id, None) is None:
+    async def _run_async_job(self, running: _Running) -> None:
+        outcome = await execute(running.task, running.job, running.ctx)
+        self._finished(running, outcome, self._loop.time() - running.started)
+        self._after_finishing()
+
+    def _on_threads_done(self, batch: list[Done]) -> None:
+        """Sync tasks' calls that returned or raised, collected from the threads."""
+        for done in batch:
+            running: _Running = done.token
+            if running.timer is not None:
+                running.timer.cancel()
+            outcome = outcome_of_call(running.task, running.job, running.ctx, done.error)
+            self._finished(running, outcome, done.seconds)
+        self._after_finishing()
+
+    def _finished(self, running: _Running, outcome: Outcome, seconds: float) -> None:
+        self._note_duration(seconds)
+        job = running.job
+        if self._running.get(job.id) is not running:
             return  # released at shutdown while still running; its outcome is moot
-        if not self._stopping.is_set():
-            self._start_ready()
-        self._slot_freed.set()
-        self._record(task, job, outcome, self._loop.time() - started)
+        del self._running[job.id]
+        self._record(running.task, job, outcome, seconds)
         if outcome.kind in ("retry", "snooze"):
             self._loop.call_later(outcome.delay, self._wakeup.set)
         self._completer.submit(job, outcome)
+
+    def _after_finishing(self) -> None:
+        if not self._stopping.is_set():
+            self._start_ready()
+        self._slot_freed.set()
 
     def _note_duration(self, seconds: float) -> None:
         avg = self._avg_duration
@@ -374,7 +401,7 @@ class Worker:
             )
         running.ctx.request_stop(reason)
         # Only async tasks can be interrupted; a sync task sees ctx.should_stop().
-        if running.task.is_async:
+        if running.handle is not None:
             running.handle.cancel()
 
     def _drop_ready(self, job_id: int, reason: str) -> None:
@@ -461,21 +488,23 @@ class Worker:
             self.stats.released += 1
             self.events.job_finished(job, "released", 0.0)
             self._completer.submit(job, Outcome("release"))
-        handles = [r.handle for r in self._running.values()]
-        if handles:
-            await asyncio.wait(handles, timeout=self.config.grace)
+        deadline = self._loop.time() + self.config.grace
+        while self._running and (left := deadline - self._loop.time()) > 0:
+            await self._wait(self._slot_freed, left)
         leftovers = list(self._running.values())
         for running in leftovers:
             running.ctx.request_stop("shutdown")
-            if running.task.is_async:
+            if running.handle is not None:
                 running.handle.cancel()  # its runner turns the cancel into a release
             else:
                 # The thread cannot be stopped; release the job now and exit without it.
-                self._running.pop(running.job.id, None)
+                del self._running[running.job.id]
+                if running.timer is not None:
+                    running.timer.cancel()
                 self._record(running.task, running.job, Outcome("release"), 0.0)
                 self._completer.submit(running.job, Outcome("release"))
                 self._abandoned_threads = True
-        pending = [r.handle for r in leftovers if r.task.is_async]
+        pending = [r.handle for r in leftovers if r.handle is not None]
         if pending:
             await asyncio.wait(pending, timeout=RELEASE_WAIT)
 
