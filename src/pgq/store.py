@@ -9,6 +9,7 @@ texts never change (arrays are parameters), so psycopg prepares the hot ones.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -48,6 +49,35 @@ async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) 
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(statement.query, statement.params)
         return await cur.fetchall() if cur.description else []
+
+
+# --- array parameters ------------------------------------------------------------------------
+# The worker's statements take arrays of a batch's ids, tokens and outcomes. psycopg builds
+# a list parameter in Python, item by item (3 us per job for a finish batch, the largest
+# cost in the worker after the task itself); the same array as PostgreSQL's text literal is
+# one C-level join. Statements cast these parameters (``%(ids)s::bigint[]``), so the
+# literal is parsed by the server exactly as the list would have been.
+
+
+def number_array(values: Iterable[int | float]) -> str:
+    """``{1,2,3}``: an array literal of ints or floats (``repr`` keeps a float exact)."""
+    return "{" + ",".join(map(repr, values)) + "}"
+
+
+def word_array(values: Iterable[str]) -> str:
+    """``{a,b}``: an array literal of words that need no quoting (outcome names)."""
+    return "{" + ",".join(values) + "}"
+
+
+def text_array(values: Iterable[str | None]) -> str:
+    """An array literal of any strings or NULLs, quoted and escaped."""
+    return "{" + ",".join(map(_quoted_element, values)) + "}"
+
+
+def _quoted_element(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --- statements -----------------------------------------------------------------------------
@@ -108,13 +138,27 @@ def finish_jobs(
     delays: list[float],
     errors: list[str | None],
 ) -> Statement:
-    """Write many attempts' outcomes, fenced by lease token; returns ``(id, state)`` applied."""
-    return Statement("job_finish_many", locals())
+    """Write many attempts' outcomes, fenced by lease token; returns ``(id, state)`` applied.
+
+    ``errors`` are JSON texts (None: no error to record)."""
+    return Statement(
+        "job_finish_many",
+        {
+            "ids": number_array(ids),
+            "tokens": number_array(tokens),
+            "outcomes": word_array(outcomes),
+            "delays": number_array(delays),
+            "errors": text_array(errors),
+        },
+    )
 
 
 def extend_leases(*, ids: list[int], tokens: list[int], leases: list[float]) -> Statement:
     """Extend the leases of held jobs; returns ``(id, cancel_requested)`` for those still held."""
-    return Statement("job_extend_leases", locals())
+    return Statement(
+        "job_extend_leases",
+        {"ids": number_array(ids), "tokens": number_array(tokens), "leases": number_array(leases)},
+    )
 
 
 def listen() -> Statement:
