@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -11,6 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 
 from pgq import store
 from pgq.errors import DatabaseUnavailableError, DatabaseUrlError
@@ -116,6 +118,18 @@ RECONNECT_DELAY_MIN = 0.1  # seconds; doubles after each failed try
 RECONNECT_DELAY_MAX = 5.0
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
+def load_json(data: str | bytes) -> Any:
+    """Decode a json/jsonb value as PostgreSQL sends it: UTF-8, no surrounding whitespace.
+
+    psycopg's default (``json.loads`` of bytes) sniffs the encoding and checks for
+    whitespace first; for every claimed job's args that was a tenth of the worker's time."""
+    text = data if isinstance(data, str) else data.decode()
+    return _JSON_DECODER.raw_decode(text)[0]
+
+
 class ReconnectingConnection:
     """One async autocommit connection that comes back after the server drops it.
 
@@ -139,6 +153,7 @@ class ReconnectingConnection:
                 self._conn = await connect_async(
                     self._url, autocommit=True, application_name=f"pgq {self._name}"
                 )
+                set_json_loads(load_json, self._conn)
             except DatabaseUnavailableError as exc:
                 self._delay = min(max(self._delay * 2, RECONNECT_DELAY_MIN), RECONNECT_DELAY_MAX)
                 log.warning("%s connection: %s; retrying in %.1fs", self._name, exc, self._delay)
