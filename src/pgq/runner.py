@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,11 @@ class JobContext:
     worker_id: str
     timeout: float | None = None
     worker_stopping: threading.Event = field(default_factory=threading.Event, repr=False)
-    stop_reason: str | None = None  # set once, from the worker's loop; read by task threads
+    stop_reason: str | None = None  # set once; read by task threads
+    # A sync attempt's timeout, in time.monotonic(): set when its thread starts it, and
+    # checked whenever the context is asked (Python cannot interrupt a thread, and the
+    # attempt counts as a timeout if it returns after this).
+    deadline: float | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int:
@@ -75,6 +80,7 @@ class JobContext:
 
     @property
     def timed_out(self) -> bool:
+        self._check_deadline()
         return self.stop_reason == "timeout"
 
     @property
@@ -88,12 +94,29 @@ class JobContext:
     def should_stop(self) -> bool:
         """True once the task should wind down: the worker is stopping, the timeout passed,
         an operator cancelled the job, or its lease was lost."""
+        self._check_deadline()
         return self.stop_reason is not None or self.worker_stopping.is_set()
 
     def request_stop(self, reason: str) -> None:
         # The first reason wins: a job that timed out stays a timeout even if shutdown follows.
+        self._check_deadline()
         if self.stop_reason is None:
             self.stop_reason = reason
+
+    def start_clock(self) -> None:
+        """A sync attempt starts now: its timeout counts from here."""
+        if self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
+
+    def stop_clock(self) -> None:
+        """The sync attempt returned: judge its timeout now, and never again."""
+        self._check_deadline()
+        self.deadline = None
+
+    def _check_deadline(self) -> None:
+        deadline = self.deadline
+        if deadline is not None and self.stop_reason is None and time.monotonic() >= deadline:
+            self.stop_reason = "timeout"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,17 @@
 """The worker's threads for sync tasks, handing finished calls back to the loop in batches.
 
 A call and its result never touch an asyncio future or task: the worker submits a call
-with a token of its own, a thread runs it, and the finished ``(token, error, seconds)``
-joins a list that the loop collects in one callback. Only the first call finishing while
-the loop has not yet collected wakes it. With short jobs the per-job cost of
-``run_in_executor`` (a future, a task step to await it, a loop wake-up each) was the
-worker's largest: a no-op sync drain ran at half the speed of the same drain without
-task code.
+with a token of its own, a thread runs it, and the finished ``(token, value, error,
+seconds)`` joins a list that the loop collects in one callback. Only the first call
+finishing while the loop has not yet collected wakes it. With short jobs the per-job cost
+of ``run_in_executor`` (a future, a task step to await it, a loop wake-up each) was the
+worker's largest: a no-op sync drain ran at half the speed of the same drain without task
+code.
+
+The queue may hold more calls than there are threads (the worker hands over every
+claimed sync job at once): a thread that finishes a call takes the next one without
+sleeping, and the loop is not involved between them. :class:`Slots` lets threads and the
+loop share one limit when some jobs run on the loop instead.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ _STOP = None
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """One finished call: the submitter's token, what it raised (None: it returned), and
-    how long it ran."""
+    """One finished call: the submitter's token, what it returned, what it raised (None:
+    it returned), and how long it ran."""
 
     token: Any
+    value: Any
     error: BaseException | None
     seconds: float
 
@@ -63,6 +69,17 @@ class ThreadPool:
         """Run ``func(*args, **kwargs)`` in a thread; ``on_done`` hears of it with ``token``."""
         self._calls.put((token, func, args, kwargs))
 
+    def drain(self) -> list[Any]:
+        """Take back the calls no thread has started yet; return their tokens."""
+        tokens: list[Any] = []
+        while True:
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                return tokens
+            if item is not _STOP:
+                tokens.append(item[0])
+
     def shutdown(self) -> None:
         """Let idle threads exit. Threads still running a call finish it and then exit;
         being daemons, they never keep the process alive."""
@@ -75,11 +92,10 @@ class ThreadPool:
             token, func, args, kwargs = item
             started = clock()
             try:
-                func(*args, **kwargs)
-                error = None
+                value, error = func(*args, **kwargs), None
             except BaseException as exc:  # handed to the worker, which decides the outcome
-                error = exc
-            self._finish(Done(token, error, clock() - started))
+                value, error = None, exc
+            self._finish(Done(token, value, error, clock() - started))
 
     def _finish(self, done: Done) -> None:
         with self._lock:
@@ -94,3 +110,33 @@ class ThreadPool:
         with self._lock:
             finished, self._finished = self._finished, []
         self._on_done(finished)
+
+
+class Slots:
+    """How many jobs may run at once, shared by the threads (which wait for a slot) and the
+    event loop (which only takes a free one). A worker needs it only when it runs sync and
+    async tasks: with sync tasks alone the number of threads is the limit."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._changed = threading.Condition(threading.Lock())
+
+    def take(self) -> None:
+        """Wait for a free slot and take it (pool threads)."""
+        with self._changed:
+            while self._free == 0:
+                self._changed.wait()
+            self._free -= 1
+
+    def try_take(self) -> bool:
+        """Take a free slot if there is one (the event loop, which must not block)."""
+        with self._changed:
+            if self._free == 0:
+                return False
+            self._free -= 1
+            return True
+
+    def give(self) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify()

@@ -45,7 +45,7 @@ from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
 from pgq.runner import ClaimedJob, JobContext, Outcome, execute, outcome_of_call
-from pgq.threads import Done, ThreadPool
+from pgq.threads import Done, Slots, ThreadPool
 
 log = logging.getLogger("pgq.worker")
 
@@ -96,7 +96,7 @@ class _Running:
     lease: float
     started: float  # loop time
     handle: asyncio.Task[None] | None = None  # async tasks: what runs them on the loop
-    timer: asyncio.TimerHandle | None = None  # sync tasks with a timeout: flags it when due
+    begun: bool = False  # sync tasks: a thread began the attempt (under _start_lock)
 
 
 class Worker:
@@ -117,8 +117,15 @@ class Worker:
         self.queues = config.queues or registry.queues()
         self._names = [t.name for t in registry]
         self._leases = [t.lease or config.lease for t in registry]
+        # Jobs handed to a thread (started or waiting in the threads' queue) or to the loop.
         self._running: dict[int, _Running] = {}
-        self._ready: deque[ClaimedJob] = deque()  # claimed ahead, not started yet
+        self._ready: deque[ClaimedJob] = deque()  # async jobs claimed ahead, waiting for a slot
+        kinds = {task.is_async for task in registry}
+        # Threads and the loop share the concurrency limit only when both run jobs.
+        self._slots = Slots(config.concurrency) if len(kinds) == 2 else None
+        # A sync job is started by a thread or taken back by the loop (cancelled, lost),
+        # never both: each side decides under this lock.
+        self._start_lock = threading.Lock()
         self._avg_duration: float | None = None  # seconds, moving average
         self._linger_until = 0.0  # loop time before which a short claim is retried once
         self._stopping = threading.Event()  # set from a signal handler or another thread
@@ -273,12 +280,26 @@ class Worker:
     # --- running ----------------------------------------------------------------------------
 
     def _start_ready(self) -> None:
-        while self._ready and len(self._running) < self.config.concurrency:
-            self._start(self._ready.popleft())
+        # Sync jobs go to the threads' queue at once: there are `concurrency` threads, and a
+        # thread that finishes a job takes the next without waking the loop. Async jobs
+        # start on the loop while a slot is free.
+        waiting: deque[ClaimedJob] = deque()
+        while self._ready:
+            job = self._ready.popleft()
+            task = self.registry.get(job.task)
+            assert task is not None, "claimed only registered task names"
+            if task.is_async and not self._take_async_slot():
+                waiting.append(job)
+            else:
+                self._start(job, task)
+        self._ready = waiting
 
-    def _start(self, job: ClaimedJob) -> None:
-        task = self.registry.get(job.task)
-        assert task is not None, "claimed only registered task names"
+    def _take_async_slot(self) -> bool:
+        if self._slots is not None:
+            return self._slots.try_take()
+        return len(self._running) < self.config.concurrency  # only async tasks here
+
+    def _start(self, job: ClaimedJob, task: Task) -> None:
         ctx = JobContext(
             job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
         )
@@ -286,12 +307,8 @@ class Worker:
         self._running[job.id] = running
         if task.is_async:
             running.handle = asyncio.create_task(self._run_async_job(running))
-            return
-        if task.timeout:
-            # Python cannot interrupt a thread: at the deadline the context's flag is set,
-            # and the attempt counts as a timeout whenever the function returns.
-            running.timer = self._loop.call_later(task.timeout, ctx.request_stop, "timeout")
-        self._threads.submit(running, task.func, (ctx,) if task.pass_context else (), job.args)
+        else:
+            self._threads.submit(running, self._run_in_thread, (running,), {})
 
     def _lease_of(self, job: ClaimedJob) -> float:
         task = self.registry.get(job.task)
@@ -299,21 +316,61 @@ class Worker:
 
     async def _run_async_job(self, running: _Running) -> None:
         outcome = await execute(running.task, running.job, running.ctx)
-        self._finished(running, outcome, self._loop.time() - running.started)
+        if self._slots is not None:
+            self._slots.give()
+        seconds = self._loop.time() - running.started
+        self._note_duration(seconds)
+        self._finished(running, outcome, seconds)
         self._after_finishing()
 
+    def _run_in_thread(self, running: _Running) -> bool:
+        """Run a sync job's attempt (in a pool thread); False if it must not start: the
+        worker is stopping, or the job was cancelled or lost while it waited."""
+        slots, ctx = self._slots, running.ctx
+        if slots is not None:
+            slots.take()
+        try:
+            with self._start_lock:
+                if self._stopping.is_set() or ctx.stop_reason is not None:
+                    return False
+                running.begun = True
+            ctx.start_clock()
+            try:
+                task = running.task
+                if task.pass_context:
+                    task.func(ctx, **running.job.args)
+                else:
+                    task.func(**running.job.args)
+            finally:
+                ctx.stop_clock()
+            return True
+        finally:
+            if slots is not None:
+                slots.give()
+
     def _on_threads_done(self, batch: list[Done]) -> None:
-        """Sync tasks' calls that returned or raised, collected from the threads."""
+        """Sync jobs whose thread returned, collected from the threads in one go."""
         for done in batch:
             running: _Running = done.token
-            if running.timer is not None:
-                running.timer.cancel()
+            if done.error is None and not done.value:
+                self._not_started(running)
+                continue
             outcome = outcome_of_call(running.task, running.job, running.ctx, done.error)
+            self._note_duration(done.seconds)
             self._finished(running, outcome, done.seconds)
         self._after_finishing()
 
+    def _not_started(self, running: _Running) -> None:
+        reason = running.ctx.stop_reason
+        if reason == "lease_lost":
+            # Reported when the heartbeat found out; nothing to write, the job is not ours.
+            if self._running.get(running.job.id) is running:
+                del self._running[running.job.id]
+            return
+        # Still ours: end it as the operator asked, or give it back uncounted.
+        self._finished(running, Outcome("cancelled" if reason == "cancelled" else "release"), 0)
+
     def _finished(self, running: _Running, outcome: Outcome, seconds: float) -> None:
-        self._note_duration(seconds)
         job = running.job
         if self._running.get(job.id) is not running:
             return  # released at shutdown while still running; its outcome is moot
@@ -399,9 +456,15 @@ class Worker:
                 job_id,
                 extra=_fields(running.job),
             )
-        running.ctx.request_stop(reason)
+        with self._start_lock:
+            running.ctx.request_stop(reason)
+            waiting = running.handle is None and not running.begun
+        if waiting:
+            # A sync job still in the threads' queue: it will never start; end it now.
+            self._not_started(running)
+            self._slot_freed.set()
         # Only async tasks can be interrupted; a sync task sees ctx.should_stop().
-        if running.handle is not None:
+        elif running.handle is not None:
             running.handle.cancel()
 
     def _drop_ready(self, job_id: int, reason: str) -> None:
@@ -488,6 +551,8 @@ class Worker:
             self.stats.released += 1
             self.events.job_finished(job, "released", 0.0)
             self._completer.submit(job, Outcome("release"))
+        for running in self._threads.drain():  # sync jobs no thread has started yet
+            self._not_started(running)
         deadline = self._loop.time() + self.config.grace
         while self._running and (left := deadline - self._loop.time()) > 0:
             await self._wait(self._slot_freed, left)
@@ -499,8 +564,6 @@ class Worker:
             else:
                 # The thread cannot be stopped; release the job now and exit without it.
                 del self._running[running.job.id]
-                if running.timer is not None:
-                    running.timer.cancel()
                 self._record(running.task, running.job, Outcome("release"), 0.0)
                 self._completer.submit(running.job, Outcome("release"))
                 self._abandoned_threads = True

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import pgq
+from pgq import admin
 from pgq.registry import Registry, Task
 from pgq.runner import ClaimedJob, JobContext
 from pgq.worker import Worker, WorkerConfig, WorkerStats
@@ -445,6 +446,106 @@ def test_a_sync_task_that_ignores_its_timeout_counts_as_a_timeout_when_it_ends(
     row = job(conn, job_id)
     assert (row["state"], row["attempts"]) == ("queued", 1)
     assert [(e["attempt"], e["kind"]) for e in row["errors"]] == [(1, "timeout")]
+
+
+WARM_UP_JOBS = 5  # instant jobs that teach a worker to claim ahead of its free slots
+CLAIMED_AHEAD = 10
+
+
+def warm_up_then(conn: psycopg.Connection[Any], reg: Registry, *specs: pgq.JobSpec) -> list[int]:
+    """Enqueue instant jobs first (highest priority), then ``specs`` in order of priority.
+
+    A worker with one slot claims one job, learns that jobs are instant, and then claims
+    every other job in one go: the ones behind the first wait in its threads' queue."""
+
+    @pgq.task(name="outcomes.instant", registry=reg)
+    def instant() -> None:
+        return None
+
+    warm_up = [pgq.JobSpec("outcomes.instant", priority=100)] * WARM_UP_JOBS
+    ids = pgq.enqueue_many(conn, [*warm_up, *specs])
+    return ids[WARM_UP_JOBS:]  # type: ignore[no-any-return]
+
+
+def test_a_claimed_ahead_sync_jobs_timeout_counts_from_when_it_starts(
+    db_url: str, conn: psycopg.Connection[Any], reg: Registry
+) -> None:
+    """Jobs waiting behind a slow one in the worker's queue are not timed while they wait."""
+
+    @pgq.task(name="outcomes.slow_first", registry=reg, timeout=5.0)
+    def slow_first() -> None:
+        time.sleep(0.6)
+
+    @pgq.task(name="outcomes.quick", registry=reg, timeout=0.3, max_attempts=1)
+    def quick() -> None:
+        return None
+
+    slow, *quicks = warm_up_then(
+        conn,
+        reg,
+        pgq.JobSpec("outcomes.slow_first", priority=50),
+        *[pgq.JobSpec("outcomes.quick")] * CLAIMED_AHEAD,
+    )
+
+    run_burst(db_url, reg, concurrency=1)
+
+    rows = [job(conn, job_id) for job_id in (slow, *quicks)]
+    assert [(r["state"], r["errors"]) for r in rows] == [("succeeded", [])] * len(rows)
+    # They were claimed together with the slow job and waited out its 0.6 s after it.
+    assert all(r["started_at"] == rows[0]["started_at"] for r in rows)
+    assert all(r["finished_at"] >= rows[0]["finished_at"] for r in rows)
+
+
+def test_a_claimed_ahead_sync_job_cancelled_while_it_waits_never_runs(
+    db_url: str, conn: psycopg.Connection[Any], reg: Registry
+) -> None:
+    gate = threading.Event()
+    ran: list[int] = []
+
+    @pgq.task(name="outcomes.gated", registry=reg, pass_context=True)
+    def gated(ctx: JobContext) -> None:
+        gate.wait(2 * WAIT_TIMEOUT)  # longer than any wait below: a slow cancel fails them
+        ran.append(ctx.id)
+
+    @pgq.task(name="outcomes.recorded", registry=reg, pass_context=True)
+    def recorded(ctx: JobContext) -> None:
+        ran.append(ctx.id)
+
+    first, *ahead = warm_up_then(
+        conn,
+        reg,
+        pgq.JobSpec("outcomes.gated", priority=50),
+        *[pgq.JobSpec("outcomes.recorded")] * 3,
+    )
+    worker = make_worker(db_url, reg, concurrency=1, lease=0.6)  # heartbeats every 0.2 s
+    thread = threading.Thread(target=asyncio.run, args=(worker.run_async(),))
+    thread.start()
+    try:
+        wait_until(lambda: all(job(conn, j)["state"] == "running" for j in ahead))
+        result = admin.cancel_jobs(conn, [ahead[1]])
+        assert result.cancel_requested == [ahead[1]]
+        wait_until(lambda: job(conn, ahead[1])["state"] == "cancelled")
+        assert ran == []  # ended while the gated job still held the only slot
+    finally:
+        gate.set()
+        thread.join(WAIT_TIMEOUT)
+    assert not thread.is_alive()
+    assert ran == [first, ahead[0], ahead[2]]
+    assert [job(conn, j)["state"] for j in (first, *ahead)] == [
+        "succeeded",
+        "succeeded",
+        "cancelled",
+        "succeeded",
+    ]
+    assert job(conn, ahead[1])["attempts"] == 1
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {WAIT_TIMEOUT}s")
+        time.sleep(0.02)
 
 
 # --- the job context and failure hooks ------------------------------------------------------
