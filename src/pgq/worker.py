@@ -17,7 +17,9 @@ durations, so that a claimed-ahead job waits ``CLAIM_AHEAD_WAIT`` seconds on ave
 most (and never more than ``CLAIM_AHEAD_MAX`` jobs); jobs that take that long or longer
 are claimed only for free slots, so no job waits behind a slow one here while another
 worker is idle. Claimed-ahead jobs hold leases like running ones (heartbeats keep them)
-and are given back at once on shutdown.
+and are given back at once on shutdown. Claimed sync jobs go to the threads' queue at
+once, where each waits for a free thread; async ones wait here for a free slot. A job
+cancelled or lost while it waits is taken back and never started.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ GRACE_DEFAULT = 30.0
 RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdown
 REAPER_JOIN_TIMEOUT = 10.0  # seconds to wait for the reaper thread's pass to end at shutdown
 CLAIM_AHEAD_WAIT = 0.05  # seconds a claimed-ahead job may wait on average for a slot
-CLAIM_AHEAD_MAX = 200  # jobs
+CLAIM_AHEAD_MAX = 400  # jobs
 LINGER = 2 * NOTIFY_INTERVAL_DEFAULT  # seconds: a notified worker claims again this soon
 DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
 
