@@ -53,4 +53,4 @@ bench-peers: $(PEERS_STAMP) ## scenarios 1-4 for pgq, Procrastinate and PgQueuer
 	$(PEERS_VENV)/bin/python -m benchmarks --only enqueue_single,enqueue_many,drain,latency,peers
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) dist build .pytest_cache .mypy_cache .ruff_cache
