@@ -46,10 +46,12 @@ FINISHED_STATES = ("succeeded", "cancelled", "failed")
 RECONNECT_BACKOFF = Backoff(base=0.5, factor=2.0, cap=30.0, jitter=0.25)
 APPLICATION_NAME = "pgq reaper"
 # Vacuum pgq.jobs from the reaper when it holds more dead rows than this (or than this
-# fraction of its live rows, whichever is more). Every claim and every finish leaves a dead
-# row version whose index entries later scans must step over until a vacuum removes them,
-# so claiming slows down as they pile up. Autovacuum does this when it is on, but it looks
-# at a database only once a minute by default, and some servers run without it.
+# fraction of its live rows, whichever is more), or when that many rows changed since its
+# last ANALYZE. Every claim and every finish leaves a dead row version whose index entries
+# later scans must step over until a vacuum removes them, so claiming slows down as they
+# pile up; and the claim's plan is only as good as the table's statistics. Autovacuum does
+# this when it is on, but it looks at a database only once a minute by default, and some
+# servers run without it.
 VACUUM_DEAD_ROWS_DEFAULT = 20_000
 VACUUM_DEAD_FRACTION_DEFAULT = 0.05
 
@@ -322,18 +324,29 @@ class _Loop:
 
 
 def vacuum_if_needed(conn: psycopg.Connection[Any], config: ReaperConfig) -> bool:
-    """VACUUM pgq.jobs when its dead rows pass the config's threshold; True if it ran.
+    """VACUUM (and ANALYZE) pgq.jobs when its dead rows, or the rows changed since its last
+    ANALYZE, pass the config's threshold; True if it ran.
 
-    ``conn`` must be in autocommit mode (VACUUM cannot run in a transaction block).
+    The second count matters for a backlog enqueued faster than it is worked: inserts
+    leave no dead rows, but statistics taken while the queue was short make the planner
+    claim with a sort of every due row (230 ms per claim at 300,000 due jobs, against
+    under 1 ms once analyzed). ``conn`` must be in autocommit mode (VACUUM cannot run in a
+    transaction block).
     """
     if config.vacuum_dead_rows is None:
         return False
-    dead, live = store.fetch(conn, store.count_dead_rows())[0]
-    if dead <= max(config.vacuum_dead_rows, config.vacuum_dead_fraction * live):
+    dead, live, modified = store.fetch(conn, store.count_table_churn())[0]
+    threshold = max(config.vacuum_dead_rows, config.vacuum_dead_fraction * live)
+    if dead <= threshold and modified <= threshold:
         return False
     started = time.monotonic()
     store.fetch(conn, store.vacuum_jobs())
-    log.info("vacuumed pgq.jobs (%d dead rows) in %.2fs", dead, time.monotonic() - started)
+    log.info(
+        "vacuumed pgq.jobs (%d dead rows, %d changed since the last analyze) in %.2fs",
+        dead,
+        modified,
+        time.monotonic() - started,
+    )
     return True
 
 

@@ -199,9 +199,10 @@ def try_reap_lock(*, key: int, idle_timeout: str = "10s") -> Statement:
     return Statement("job_reap_try_lock", locals())
 
 
-def count_dead_rows() -> Statement:
-    """``(dead, live)`` row counts of pgq.jobs from the statistics views."""
-    return Statement("job_table_dead_rows", {})
+def count_table_churn() -> Statement:
+    """``(dead, live, modified_since_analyze)`` row counts of pgq.jobs from the statistics
+    views."""
+    return Statement("job_table_churn", {})
 
 
 def vacuum_jobs() -> Statement:
