@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
+from json import encoder as json_encoder
 from typing import Any
 
 from pgq.errors import ArgsError, ArgsTooLargeError, ValidationError
@@ -57,6 +59,12 @@ def encode_args(args: Mapping[str, Any] | None) -> str:
     """Return ``args`` as JSON text, or raise ArgsError naming the path and the problem."""
     if args is None:
         args = {}
+    text = _encode_plain(args)
+    return text if text is not None else _encode_checked(args)
+
+
+def _encode_checked(args: Any) -> str:
+    """:func:`encode_args` the long way: every value checked with its path, then encoded."""
     if not isinstance(args, Mapping):
         raise ArgsError(f"args must be a mapping of keyword arguments, not {type(args).__name__}")
     _check(args, "args", 0)
@@ -68,6 +76,108 @@ def encode_args(args: Mapping[str, Any] | None) -> str:
             "store large data elsewhere and pass a reference"
         )
     return text
+
+
+# --- the fast path ----------------------------------------------------------------------------
+#
+# Almost every job's args are a dict of str, int, float, bool and None, with a few plain
+# lists and dicts inside. For those, what _check proves one value at a time (with a path
+# string built for every value, which was most of the cost of enqueue_many's 50,000 jobs)
+# can be proved per container from the set of its members' types, and on the encoded text
+# once:
+#   - keys: every key's type is exactly str (json would write the key 1 as "1", silently);
+#   - types and depth: only containers are walked, and the walk gives up at the depth cap,
+#     which also stops it on a cycle before the encoder (no circular check) sees one;
+#   - NaN and Infinity: the encoder refuses them (allow_nan=False);
+#   - NUL: the encoder writes it as \u0000 (ensure_ascii=False still escapes controls);
+#   - lone surrogates: ensure_ascii=False leaves them in the text, so encoding the text to
+#     UTF-8 (needed for the size anyway, unless it is ASCII) fails;
+#   - integers over ARGS_INT_MAX_DIGITS digits: they are runs of that many digits in the text.
+# Any doubt, false alarms included (a string holding a backslash and "u0000", or 4001
+# digits), returns None and the full walk above decides, with its precise message.
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN_CONTAINERS = frozenset({dict, list, tuple})
+_STR_ONLY = frozenset({str})
+_LONG_INT = re.compile(f"[0-9]{{{ARGS_INT_MAX_DIGITS + 1}}}")
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _plain_iterencode() -> Callable[..., Iterable[str]]:
+    """The chunks of ``json.dumps(value)`` for plain values; an encoder built once.
+
+    ``JSONEncoder.encode`` builds its C encoder afresh on every call, which cost as much as
+    the encoding of a small dict; the C encoder itself is reusable. Where the C module is
+    missing (or its signature changes), the pure-Python encoder does the same job.
+    """
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False
+    )
+    make = getattr(json_encoder, "c_make_encoder", None)
+    basestring = getattr(json_encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # pragma: no cover - CPython has both
+        return encoder.iterencode
+    try:
+        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys,
+        #  skipkeys, allow_nan): what JSONEncoder.iterencode passes for the settings above.
+        return make(None, _refuse, basestring, None, ":", ",", False, False, False)  # type: ignore[no-any-return]
+    except TypeError:  # pragma: no cover - another CPython's signature
+        return encoder.iterencode
+
+
+_iterencode_plain = _plain_iterencode()
+
+
+def _encode_plain(args: Any) -> str | None:
+    """``args`` as JSON text when it is plain and passes every check; None when in doubt."""
+    # The walk of _is_plain, unrolled for the top level: most args stop there.
+    if type(args) is not dict or not _STR_ONLY.issuperset(map(type, args)):
+        return None
+    if not _PLAIN_SCALARS.issuperset(map(type, args.values())) and not _is_plain(args, 0):
+        return None
+    try:
+        text = "".join(_iterencode_plain(args, 0))
+    except (ValueError, TypeError):  # NaN or Infinity
+        return None
+    if "\\u0000" in text:
+        return None
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return None
+    if size > _max_bytes:
+        return None
+    if size > ARGS_INT_MAX_DIGITS and _LONG_INT.search(text):
+        return None
+    return text
+
+
+def _is_plain(value: Any, depth: int) -> bool:
+    """True when ``value`` (a dict, list or tuple at ``depth``) holds only plain values.
+
+    Conservative at the cap: a container at ARGS_MAX_DEPTH is left to the full walk.
+    """
+    if depth >= ARGS_MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        if not _STR_ONLY.issuperset(map(type, value)):
+            return False
+        members = value.values()
+    else:
+        members = value
+    if _PLAIN_SCALARS.issuperset(map(type, members)):
+        return True
+    return all(
+        type(member) in _PLAIN_SCALARS
+        or (type(member) in _PLAIN_CONTAINERS and _is_plain(member, depth + 1))
+        for member in members
+    )
 
 
 def _check(value: Any, path: str, depth: int) -> None:
