@@ -11,7 +11,6 @@ Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnec
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -21,10 +20,10 @@ from typing import Any
 
 import psycopg
 
-from pgq import options, store
-from pgq.args import encode_args
-from pgq.errors import SessionTypeError, ValidationError
-from pgq.registry import REGISTRY, JobSpec, Task
+from pgq import store
+from pgq.errors import SessionTypeError
+from pgq.registry import JobSpec, Task
+from pgq.rows import checked_rows, insert_document, job_row
 
 Runner = Callable[[store.Statement], list[store.Row]]
 
@@ -78,10 +77,20 @@ def enqueue(
 
 def enqueue_spec(session: Any, spec: JobSpec) -> Any:
     """Enqueue one :class:`JobSpec`; see :func:`enqueue`."""
-    row = _row(spec)
-    due_now = row["run_at"] is None and row["delay"] == 0
-    notify = NOTIFY_LIMITER.allow(row["queue"]) if due_now else True
-    return _run(session, store.insert_job(**row, notify=notify), _first_id)
+    queue, task, args, priority, run_at, delay, max_attempts, unique_key = job_row(spec)
+    due_now = run_at is None and delay == 0
+    statement = store.insert_job(
+        queue=queue,
+        task=task,
+        args=args,
+        priority=priority,
+        run_at=run_at,
+        delay=delay,
+        max_attempts=max_attempts,
+        unique_key=unique_key,
+        notify=NOTIFY_LIMITER.allow(queue) if due_now else True,
+    )
+    return _run(session, statement, _first_id)
 
 
 NOTIFY_INTERVAL_DEFAULT = 0.01  # seconds: at most one NOTIFY per queue this often per process
@@ -133,72 +142,8 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
 
         pgq.enqueue_many(session, [send_receipt.spec(order_id=i) for i in order_ids])
     """
-    rows = [_numbered_row(index, spec) for index, spec in enumerate(jobs)]
-    batch = "[" + ",".join(_row_json(row) for row in rows) + "]"
-    return _run(session, store.insert_jobs(jobs=batch), _all_ids)
-
-
-def _row_json(row: dict[str, Any]) -> str:
-    # args are JSON text already (checked and encoded once); splice them in, not re-encode.
-    run_at = row["run_at"]
-    return (
-        f'{{"queue":{_text(row["queue"])},"task":{_text(row["task"])},"args":{row["args"]},'
-        f'"priority":{row["priority"]},'
-        f'"run_at":{"null" if run_at is None else _text(run_at.isoformat())},'
-        f'"delay":{row["delay"]!r},"max_attempts":{row["max_attempts"]},'
-        f'"unique_key":{"null" if row["unique_key"] is None else _text(row["unique_key"])}}}'
-    )
-
-
-_TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
-
-
-def _text(value: str) -> str:
-    return _TEXT_ENCODER.encode(value)
-
-
-def _numbered_row(index: int, spec: JobSpec) -> dict[str, Any]:
-    if not isinstance(spec, JobSpec):
-        raise ValidationError(
-            f"jobs[{index}] is a {type(spec).__name__}, not a pgq.JobSpec; "
-            "build jobs with task.spec(...) or pgq.JobSpec(...)"
-        )
-    try:
-        return _row(spec)
-    except ValidationError as exc:
-        # Same type, so callers catch what enqueue() raises; the position finds the culprit.
-        raise type(exc)(f"jobs[{index}]: {exc}") from None
-
-
-def _row(spec: JobSpec) -> dict[str, Any]:
-    """The validated column values of one job, defaults filled from its registered task."""
-    registered = REGISTRY.get(spec.task) if isinstance(spec.task, str) else None
-    run_at, delay = options.check_schedule(spec.run_at, spec.delay)
-    return {
-        "queue": options.check_queue(_pick(spec.queue, registered, "queue")),
-        "task": options.check_task_name(spec.task),
-        "args": encode_args(spec.args),
-        "priority": options.check_priority(_pick(spec.priority, registered, "priority")),
-        "run_at": run_at,
-        "delay": delay,
-        "max_attempts": options.check_max_attempts(
-            _pick(spec.max_attempts, registered, "max_attempts")
-        ),
-        "unique_key": options.check_unique_key(spec.unique_key),
-    }
-
-
-_DEFAULTS = {
-    "queue": options.QUEUE_DEFAULT,
-    "priority": options.PRIORITY_DEFAULT,
-    "max_attempts": options.MAX_ATTEMPTS_DEFAULT,
-}
-
-
-def _pick(value: Any, registered: Task | None, option: str) -> Any:
-    if value is not None:
-        return value
-    return getattr(registered, option) if registered else _DEFAULTS[option]
+    document = insert_document(checked_rows(jobs))
+    return _run(session, store.insert_jobs(jobs=document), _all_ids)
 
 
 def _first_id(rows: list[store.Row]) -> int | None:

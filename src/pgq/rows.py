@@ -1,0 +1,149 @@
+"""Job rows: the checked column values of the jobs enqueue and enqueue_many insert.
+
+A row is a plain tuple ``(queue, task, args, priority, run_at, delay, max_attempts,
+unique_key)``: args is JSON text, already checked; run_at is the given datetime or None;
+delay is in seconds (0.0 when none). 50,000 named tuples cost 50 ms more than plain ones.
+Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pgq import options
+from pgq.args import encode_args
+from pgq.errors import ValidationError
+from pgq.registry import REGISTRY, JobSpec, Task
+
+Row = tuple[str, str, str, int, datetime | None, float, int, str | None]
+UNIQUE_KEY = 7  # a Row's unique_key position
+
+_OptionsKey = tuple[Any, ...]
+_Options = tuple[str, str, int, int]  # queue, task, priority, max_attempts
+
+
+def job_row(spec: JobSpec) -> Row:
+    """The validated column values of one job, defaults filled from its registered task.
+
+    Raises the ValidationError of the first problem, checking in the column order below.
+    """
+    registered = REGISTRY.get(spec.task) if isinstance(spec.task, str) else None
+    run_at, delay = options.check_schedule(spec.run_at, spec.delay)
+    return (
+        options.check_queue(_pick(spec.queue, registered, "queue")),
+        options.check_task_name(spec.task),
+        encode_args(spec.args),
+        options.check_priority(_pick(spec.priority, registered, "priority")),
+        run_at,
+        delay,
+        options.check_max_attempts(_pick(spec.max_attempts, registered, "max_attempts")),
+        options.check_unique_key(spec.unique_key),
+    )
+
+
+def checked_rows(jobs: Iterable[JobSpec]) -> list[Row]:
+    """Every job's row; raises the first bad job's error, prefixed with its position.
+
+    The options of a batch repeat (one task, one queue, one priority for thousands of jobs),
+    so their checks run once per distinct combination. A job this shortcut is unsure of goes
+    through :func:`job_row`, the same checks in the same order as a single enqueue, so the
+    error raised is exactly the one enqueue() would raise for that job.
+    """
+    checked: dict[_OptionsKey, _Options] = {}
+    rows = []
+    for index, spec in enumerate(jobs):
+        row = _known_row(spec, checked) if type(spec) is JobSpec else None
+        rows.append(row if row is not None else _numbered_row(index, spec))
+    return rows
+
+
+def _known_row(spec: JobSpec, checked: dict[_OptionsKey, _Options]) -> Row | None:
+    """``spec``'s row when every check passes, with options checked earlier; else None."""
+    task, queue, priority, max_attempts = spec.task, spec.queue, spec.priority, spec.max_attempts
+    # The types are part of the key: True == 1 and 1.0 == 1, but neither is a priority.
+    key = (task, queue, priority, max_attempts, type(task), type(queue), type(priority),
+           type(max_attempts))  # fmt: skip
+    try:
+        known = checked.get(key)
+    except TypeError:  # an unhashable option is wrong; job_row says how
+        return None
+    try:
+        if known is None:
+            known = checked[key] = _checked_options(spec)
+        run_at, delay = (
+            (None, 0.0)
+            if spec.run_at is None and spec.delay is None
+            else options.check_schedule(spec.run_at, spec.delay)
+        )
+        args = encode_args(spec.args)
+        unique_key = options.check_unique_key(spec.unique_key)
+    except ValidationError:
+        return None  # job_row finds the first problem in enqueue()'s order
+    queue_, task_, priority_, max_attempts_ = known
+    return (queue_, task_, args, priority_, run_at, delay, max_attempts_, unique_key)
+
+
+def _checked_options(spec: JobSpec) -> _Options:
+    registered = REGISTRY.get(spec.task) if isinstance(spec.task, str) else None
+    return (
+        options.check_queue(_pick(spec.queue, registered, "queue")),
+        options.check_task_name(spec.task),
+        options.check_priority(_pick(spec.priority, registered, "priority")),
+        options.check_max_attempts(_pick(spec.max_attempts, registered, "max_attempts")),
+    )
+
+
+def _numbered_row(index: int, spec: JobSpec) -> Row:
+    if not isinstance(spec, JobSpec):
+        raise ValidationError(
+            f"jobs[{index}] is a {type(spec).__name__}, not a pgq.JobSpec; "
+            "build jobs with task.spec(...) or pgq.JobSpec(...)"
+        )
+    try:
+        return job_row(spec)
+    except ValidationError as exc:
+        # Same type, so callers catch what enqueue() raises; the position finds the culprit.
+        raise type(exc)(f"jobs[{index}]: {exc}") from None
+
+
+_DEFAULTS = {
+    "queue": options.QUEUE_DEFAULT,
+    "priority": options.PRIORITY_DEFAULT,
+    "max_attempts": options.MAX_ATTEMPTS_DEFAULT,
+}
+
+
+def _pick(value: Any, registered: Task | None, option: str) -> Any:
+    if value is not None:
+        return value
+    return getattr(registered, option) if registered else _DEFAULTS[option]
+
+
+# --- the INSERT's document ----------------------------------------------------------------------
+
+
+def insert_document(rows: list[Row]) -> str:
+    """The rows as the JSON array job_insert_many.sql reads with jsonb_to_recordset."""
+    return "[" + ",".join(_row_json(row) for row in rows) + "]"
+
+
+def _row_json(row: Row) -> str:
+    # args are JSON text already (checked and encoded once); splice them in, not re-encode.
+    queue, task, args, priority, run_at, delay, max_attempts, unique_key = row
+    return (
+        f'{{"queue":{_text(queue)},"task":{_text(task)},"args":{args},'
+        f'"priority":{priority},'
+        f'"run_at":{"null" if run_at is None else _text(run_at.isoformat())},'
+        f'"delay":{delay!r},"max_attempts":{max_attempts},'
+        f'"unique_key":{"null" if unique_key is None else _text(unique_key)}}}'
+    )
+
+
+_TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def _text(value: str) -> str:
+    return _TEXT_ENCODER.encode(value)
