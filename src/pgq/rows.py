@@ -9,8 +9,8 @@ Nothing here touches the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgq import options
@@ -147,3 +147,61 @@ _TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 def _text(value: str) -> str:
     return _TEXT_ENCODER.encode(value)
+
+
+# --- the COPY's rows ----------------------------------------------------------------------------
+
+
+def due_queues(rows: list[Row]) -> dict[str, datetime | None]:
+    """Each queue that may get a due job: None when one is due now, else its earliest run_at.
+
+    A delayed job is never due at once (now() + delay > now()), unless its delay rounds to
+    0 µs; queues with only delayed jobs are left out. The server compares the run_ats with
+    its now() (job_ids_next.sql), as the INSERT compares each row's.
+    """
+    earliest: dict[str, datetime | None] = {}
+    for queue, _task, _args, _priority, run_at, delay, _attempts, _key in rows:
+        if run_at is not None:
+            known = earliest.get(queue, run_at)
+            if known is not None:
+                earliest[queue] = min(known, run_at)
+        elif not delay or _microseconds(delay) == 0:
+            earliest[queue] = None
+    return earliest
+
+
+def is_scheduled(rows: list[Row]) -> bool:
+    """True when some job has a run_at or a delay, so the COPY must carry run_at."""
+    return any(run_at is not None or delay for _q, _t, _a, _p, run_at, delay, _m, _k in rows)
+
+
+def copy_values(rows: list[Row], ids: list[int]) -> Iterator[tuple[Any, ...]]:
+    """The rows of job_copy.sql: ``(id, queue, task, args, priority, max_attempts)``."""
+    for job_id, (queue, task, args, priority, _r, _d, max_attempts, _k) in zip(
+        ids, rows, strict=True
+    ):
+        yield (job_id, queue, task, args, priority, max_attempts)
+
+
+def copy_values_scheduled(
+    rows: list[Row], ids: list[int], now: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of job_copy_scheduled.sql: :func:`copy_values` and run_at.
+
+    run_at is what the INSERT computes on the server: the given run_at, else now() + delay,
+    with ``now`` the transaction's now(). The sum is made in UTC, so the delay is added in
+    absolute time as PostgreSQL adds an interval of seconds, not on the wall clock of the
+    session's time zone (which differ across a DST change).
+    """
+    now = now.astimezone(UTC)
+    for job_id, (queue, task, args, priority, run_at, delay, max_attempts, _k) in zip(
+        ids, rows, strict=True
+    ):
+        if run_at is None:
+            run_at = now + timedelta(microseconds=_microseconds(delay))
+        yield (job_id, queue, task, args, priority, max_attempts, run_at)
+
+
+def _microseconds(seconds: float) -> int:
+    # make_interval(secs => s) stores rint(s * 1e6) µs; round() rounds half to even too.
+    return round(seconds * 1_000_000)

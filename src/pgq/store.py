@@ -51,6 +51,23 @@ async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) 
         return await cur.fetchall() if cur.description else []
 
 
+def copy_rows(conn: psycopg.Connection[Any], statement: Statement, rows: Iterable[Row]) -> None:
+    """Run the ``COPY ... FROM STDIN`` ``statement`` on a sync psycopg connection, sending
+    ``rows`` (one tuple per row, in the statement's column order)."""
+    with conn.cursor() as cur, cur.copy(statement.query) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+async def copy_rows_async(
+    conn: psycopg.AsyncConnection[Any], statement: Statement, rows: Iterable[Row]
+) -> None:
+    """:func:`copy_rows` on an async psycopg connection."""
+    async with conn.cursor() as cur, cur.copy(statement.query) as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
 # --- array parameters ------------------------------------------------------------------------
 # The worker's statements take arrays of a batch's ids, tokens and outcomes. psycopg builds
 # a list parameter in Python, item by item (3 us per job for a finish batch, the largest
@@ -106,6 +123,27 @@ def insert_jobs(*, jobs: str) -> Statement:
     task, args, priority, run_at, delay, max_attempts and unique_key. Returns one
     ``(id, notified)`` row per job created."""
     return Statement("job_insert_many", locals())
+
+
+def next_job_ids(*, n: int, queues: list[str], earliest: list[Any]) -> Statement:
+    """``n`` new job ids for :func:`copy_jobs`; returns one row ``(ids, now, notified)``: the
+    ids ascending, the transaction's ``now()``, and how many queues were notified.
+
+    Notifies each of ``queues`` whose ``earliest`` run_at is NULL (a job due now) or due.
+    """
+    return Statement("job_ids_next", locals())
+
+
+def copy_jobs() -> Statement:
+    """``COPY`` of jobs due now, to run with :func:`copy_rows`; each row is ``(id, queue, task,
+    args, priority, max_attempts)`` with an id from :func:`next_job_ids`."""
+    return Statement("job_copy", {})
+
+
+def copy_jobs_scheduled() -> Statement:
+    """:func:`copy_jobs` with each row's run_at: ``(id, queue, task, args, priority,
+    max_attempts, run_at)``."""
+    return Statement("job_copy_scheduled", {})
 
 
 def get_schema_version() -> Statement:

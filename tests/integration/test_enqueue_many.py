@@ -29,7 +29,7 @@ def args_by_id(conn: psycopg.Connection[Any]) -> dict[int, int]:
     return dict(rows)
 
 
-def test_ten_thousand_jobs_in_one_round_trip_ids_in_input_order(
+def test_ten_thousand_jobs_in_two_round_trips_ids_in_input_order(
     tx: Tx, conn: psycopg.Connection[Any]
 ) -> None:
     tx.add_order()  # the transaction is open, so the trace holds only enqueue_many
@@ -40,9 +40,11 @@ def test_ten_thousand_jobs_in_one_round_trip_ids_in_input_order(
     ]
     with traced(tx) as sent:
         ids = tx.enqueue_many(jobs)
-    assert sent.count("Sync") == 1, sent  # one round trip …
-    assert sent.count("Execute") == 1 and "Query" not in sent  # … running one statement
+    # Two round trips whatever the batch size: the ids' statement, then one COPY.
+    assert sent.count("Sync") == 1 and sent.count("Execute") == 1, sent
+    assert sent.count("Query") == 1 and sent.count("CopyDone") == 1, sent
     assert len(ids) == BATCH and all(isinstance(job_id, int) for job_id in ids)
+    assert ids == sorted(ids)  # input order is id order, as with the INSERT
 
     assert count(conn) == 0  # not committed on our behalf
     tx.commit()
@@ -50,6 +52,21 @@ def test_ten_thousand_jobs_in_one_round_trip_ids_in_input_order(
     assert [by_id[job_id] for job_id in ids] == list(range(BATCH))
     rows = conn.execute("SELECT queue, priority, (args->>'i')::int FROM pgq.jobs").fetchall()
     assert all(q == f"q{i % 7}" and p == (i * 7919) % 200 - 100 for q, p, i in rows)
+
+
+def test_a_batch_with_a_unique_key_is_one_insert_in_one_round_trip(
+    tx: Tx, conn: psycopg.Connection[Any]
+) -> None:
+    tx.add_order()
+    jobs = [JobSpec("bulk.task", {"i": i}, queue=f"q{i % 7}") for i in range(BATCH)]
+    jobs[-1] = JobSpec("bulk.task", {"i": BATCH - 1}, queue="q0", unique_key="one")
+    with traced(tx) as sent:
+        ids = tx.enqueue_many(jobs)
+    assert sent.count("Sync") == 1, sent  # one round trip …
+    assert sent.count("Execute") == 1 and "Query" not in sent  # … running one statement
+    tx.commit()
+    by_id = args_by_id(conn)
+    assert [by_id[job_id] for job_id in ids] == list(range(BATCH))
 
 
 def test_a_bad_job_in_the_middle_inserts_nothing_and_keeps_the_transaction(

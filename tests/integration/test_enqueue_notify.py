@@ -7,6 +7,7 @@ it: whatever the enqueue sent is, by then, already in front of the marker.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from enqueue_sessions import KINDS, WAIT_TIMEOUT, Tx, open_tx, prepare_orders
+from enqueue_sessions import KINDS, WAIT_TIMEOUT, Tx, open_tx, prepare_orders, traced
 
 import pgq
 from pgq import JobSpec
-from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT, NOTIFY_LIMITER
+from pgq.enqueue import COPY_MIN_JOBS, NOTIFY_INTERVAL_DEFAULT, NOTIFY_LIMITER
 
 CHANNEL = "pgq"
 
@@ -151,6 +152,52 @@ def test_enqueue_many_rolled_back_sends_nothing(one_tx: Tx, listener: Listener) 
     one_tx.enqueue_many([JobSpec("t", queue="alpha"), JobSpec("t", queue="beta")])
     one_tx.rollback()
     assert listener.heard() == []
+
+
+def copied(tx: Tx, jobs: list[JobSpec]) -> None:
+    """enqueue_many through its COPY path, checked on the wire."""
+    with traced(tx) as sent:
+        tx.enqueue_many(jobs)
+    assert "CopyDone" in sent, sent
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "insert"])
+def test_a_large_batch_notifies_each_due_queue_once_at_commit(
+    tx: Tx, listener: Listener, monkeypatch: pytest.MonkeyPatch, copy: bool
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    past = datetime(2001, 1, 1, tzinfo=UTC)
+    jobs = [
+        *(JobSpec("t", {"i": i}, queue="alpha") for i in range(COPY_MIN_JOBS)),
+        *(JobSpec("t", queue="beta", delay=30) for _ in range(3)),  # only later: none
+        JobSpec("t", queue="gamma", run_at=later),  # only later: none
+        JobSpec("t", queue="delta", run_at=later),
+        JobSpec("t", queue="delta", run_at=past),  # overdue
+        JobSpec("t", queue="epsilon", delay=0.0000004),  # rounds to no delay at all
+        JobSpec("t", queue="zeta", run_at=later),
+        JobSpec("t", queue="zeta"),
+    ]
+    tx.add_order()
+    if not copy:  # the same batch through the INSERT, for the same notifications
+        monkeypatch.setattr(importlib.import_module("pgq.enqueue"), "COPY_MIN_JOBS", len(jobs) + 1)
+    with traced(tx) as sent:
+        tx.enqueue_many(jobs)
+    assert ("CopyDone" in sent) == copy
+    assert listener.heard() == []
+    tx.commit()
+    assert sorted(listener.heard()) == ["alpha", "delta", "epsilon", "zeta"]
+
+
+def test_a_copied_batch_rolled_back_sends_nothing(tx: Tx, listener: Listener) -> None:
+    copied(tx, [JobSpec("t", queue="alpha")] * COPY_MIN_JOBS)
+    tx.rollback()
+    assert listener.heard() == []
+    tx.add_order()
+    with tx.savepoint():
+        copied(tx, [JobSpec("t", queue="inner")] * COPY_MIN_JOBS)
+    copied(tx, [JobSpec("t", queue="outer")] * COPY_MIN_JOBS)
+    tx.commit()
+    assert listener.heard() == ["outer"]
 
 
 def test_the_statement_reports_whether_it_notified(db_url: str, listener: Listener) -> None:
