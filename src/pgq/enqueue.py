@@ -210,9 +210,11 @@ def _copy_safe(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> 
     In autocommit mode outside a transaction block each statement commits by itself: the
     ids' statement would deliver its NOTIFY before the rows exist, and a COPY that failed
     would leave that NOTIFY sent. The INSERT is one statement, atomic there. A connection
-    in pipeline mode cannot COPY.
+    in pipeline mode cannot COPY. With a client encoding other than UTF-8, text it cannot
+    encode fails the INSERT before anything is sent, but a COPY halfway, which aborts the
+    transaction.
     """
-    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF or conn.info.encoding != "utf-8":
         return False
     return not conn.autocommit or conn.info.transaction_status != pq.TransactionStatus.IDLE
 
@@ -223,6 +225,8 @@ def _copy(
     rows: list[Row],
 ) -> list[int]:
     ((ids, now, _notified),) = fetch(_next_ids(rows))
+    if ids is None:  # this role may not COPY into pgq.jobs (see job_ids_next.sql)
+        return _all_ids(fetch(store.insert_jobs(jobs=insert_document(rows))))
     copy(*_copy_statement(rows, ids, now))
     return ids  # type: ignore[no-any-return]
 
@@ -233,6 +237,8 @@ async def _copy_async(
     rows: list[Row],
 ) -> list[int]:
     ((ids, now, _notified),) = await fetch(_next_ids(rows))
+    if ids is None:  # this role may not COPY into pgq.jobs (see job_ids_next.sql)
+        return _all_ids(await fetch(store.insert_jobs(jobs=insert_document(rows))))
     await copy(*_copy_statement(rows, ids, now))
     return ids  # type: ignore[no-any-return]
 

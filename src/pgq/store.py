@@ -130,6 +130,7 @@ def next_job_ids(*, n: int, queues: list[str], earliest: list[Any]) -> Statement
     ids ascending, the transaction's ``now()``, and how many queues were notified.
 
     Notifies each of ``queues`` whose ``earliest`` run_at is NULL (a job due now) or due.
+    ids is NULL, and nothing notified, when the current role cannot COPY into pgq.jobs.
     """
     return Statement("job_ids_next", locals())
 

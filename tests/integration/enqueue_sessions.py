@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -323,6 +324,33 @@ def traced(tx: Tx) -> Iterator[list[str]]:
             os.close(fd)
         with open(path, encoding="utf-8", errors="replace") as trace:
             messages.extend(re.findall(r"^F\t\d+\t(\w+)", trace.read(), flags=re.MULTILINE))
+
+
+CHANNEL = "pgq"
+
+
+class Listener:
+    """An autocommit connection LISTENing on ``pgq``; reads payloads up to a fence."""
+
+    def __init__(self, db_url: str) -> None:
+        self.listen = psycopg.connect(db_url, autocommit=True)
+        self.listen.execute(f"LISTEN {CHANNEL}")
+        self.sender = psycopg.connect(db_url, autocommit=True)
+
+    def heard(self) -> list[str]:
+        """Every payload delivered so far, in order (the fence's own marker left out)."""
+        marker = f"fence-{uuid.uuid4()}"
+        self.sender.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
+        payloads = []
+        for notify in self.listen.notifies(timeout=WAIT_TIMEOUT):
+            if notify.payload == marker:
+                return payloads
+            payloads.append(notify.payload)
+        raise AssertionError(f"the fence notification did not arrive within {WAIT_TIMEOUT}s")
+
+    def close(self) -> None:
+        self.listen.close()
+        self.sender.close()
 
 
 def prepare_orders(conn: psycopg.Connection[Any]) -> None:

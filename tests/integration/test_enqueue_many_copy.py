@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy
-from enqueue_sessions import KINDS, Tx, count, open_tx, prepare_orders, sa_url, traced
+from enqueue_sessions import KINDS, Listener, Tx, count, open_tx, prepare_orders, sa_url, traced
 from sqlalchemy.pool import NullPool
 
 import pgq
@@ -89,6 +90,12 @@ def odd_batch(n: int, *, scheduled: bool) -> list[JobSpec]:
             )
         )
     return jobs
+
+
+def by_args(conn: psycopg.Connection[Any], ids: list[int]) -> list[int]:
+    """The ``i`` argument of each of ``ids``' jobs, in the order of ``ids``."""
+    found = dict(conn.execute("SELECT id, (args->>'i')::int FROM pgq.jobs").fetchall())
+    return [found[job_id] for job_id in ids]
 
 
 def rows_without_ids(conn: psycopg.Connection[Any]) -> list[Any]:
@@ -275,3 +282,91 @@ def test_the_sequence_the_copy_takes_ids_from_is_the_identity_of_pgq_jobs(
 ) -> None:
     row = conn.execute("SELECT pg_get_serial_sequence('pgq.jobs', 'id')").fetchone()
     assert row is not None and row[0] == "pgq.jobs_id_seq"
+
+
+@pytest.fixture
+def listener(db_url: str) -> Iterator[Listener]:
+    opened = Listener(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def app_role(conn: psycopg.Connection[Any]) -> Iterator[str]:
+    """A role that may INSERT into pgq.jobs but, like many app roles, has no grant on the
+    identity's sequence: the INSERT needs none, nextval() does."""
+    role = f"pgq_test_app_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    conn.execute(f"GRANT USAGE ON SCHEMA pgq TO {role}")
+    conn.execute(f"GRANT INSERT, SELECT ON pgq.jobs TO {role}")
+    try:
+        yield role
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def as_role(db_url: str, role: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(psycopg.conninfo.make_conninfo(db_url, user=role))
+
+
+def test_a_role_that_may_not_take_ids_gets_the_insert(
+    db_url: str, conn: psycopg.Connection[Any], app_role: str, listener: Listener
+) -> None:
+    jobs = [JobSpec("t", {"i": i}, queue="alpha") for i in range(N)]
+    with as_role(db_url, app_role) as app:
+        tx = Bare("psycopg", app, app)
+        with traced(tx) as sent:
+            ids = pgq.enqueue_many(app, jobs)
+        # The ids' statement answers NULL (no error, nothing notified), then the INSERT.
+        assert sent.count("Sync") == 2 and "CopyData" not in sent, sent
+        assert app.execute("SELECT 1").fetchone() == (1,)  # the transaction is fine
+        app.commit()
+    assert by_args(conn, ids) == list(range(N))
+    assert listener.heard() == ["alpha"]  # once, by the INSERT
+
+    conn.execute(f"GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {app_role}")
+    with as_role(db_url, app_role) as app:
+        with traced(Bare("psycopg", app, app)) as sent:
+            pgq.enqueue_many(app, jobs)
+        assert path_of(sent) == "copy"
+        app.commit()
+    assert count(conn) == 2 * N
+
+
+def test_row_level_security_gets_the_insert(
+    db_url: str, conn: psycopg.Connection[Any], app_role: str
+) -> None:
+    conn.execute(f"GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {app_role}")
+    conn.execute("ALTER TABLE pgq.jobs ENABLE ROW LEVEL SECURITY")
+    try:
+        conn.execute(f"CREATE POLICY pgq_test_all ON pgq.jobs TO {app_role} USING (true)")
+        with as_role(db_url, app_role) as app:
+            with traced(Bare("psycopg", app, app)) as sent:
+                ids = pgq.enqueue_many(app, [JobSpec("t", {"i": i}) for i in range(N)])
+            assert sent.count("Sync") == 2 and "CopyData" not in sent, sent
+            app.commit()
+        assert by_args(conn, ids) == list(range(N))
+    finally:
+        conn.execute("DROP POLICY IF EXISTS pgq_test_all ON pgq.jobs")
+        conn.execute("ALTER TABLE pgq.jobs DISABLE ROW LEVEL SECURITY")
+
+
+def test_a_client_encoding_other_than_utf8_gets_the_insert(
+    db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # "✓" has no LATIN1 byte: the INSERT fails before sending anything, so the caller's
+    # transaction survives; a COPY would fail halfway and abort it.
+    with psycopg.connect(db_url) as latin:
+        latin.execute("SET client_encoding TO 'LATIN1'")
+        jobs = [JobSpec("t", {"i": i, "s": "é"}) for i in range(N)]
+        with traced(Bare("psycopg", latin, latin)) as sent:
+            ids = pgq.enqueue_many(latin, jobs)
+        assert path_of(sent) == "insert"
+        with pytest.raises(UnicodeEncodeError):
+            pgq.enqueue_many(latin, [*jobs, JobSpec("t", {"s": "✓"})])
+        assert latin.execute("SELECT 1").fetchone() == (1,)
+        latin.commit()
+    assert by_args(conn, ids) == list(range(N))

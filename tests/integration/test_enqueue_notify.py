@@ -8,44 +8,17 @@ it: whatever the enqueue sent is, by then, already in front of the marker.
 from __future__ import annotations
 
 import importlib
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from enqueue_sessions import KINDS, WAIT_TIMEOUT, Tx, open_tx, prepare_orders, traced
+from enqueue_sessions import KINDS, Listener, Tx, open_tx, prepare_orders, traced
 
 import pgq
 from pgq import JobSpec
 from pgq.enqueue import COPY_MIN_JOBS, NOTIFY_INTERVAL_DEFAULT, NOTIFY_LIMITER
-
-CHANNEL = "pgq"
-
-
-class Listener:
-    """An autocommit connection LISTENing on ``pgq``; reads payloads up to a fence."""
-
-    def __init__(self, db_url: str) -> None:
-        self.listen = psycopg.connect(db_url, autocommit=True)
-        self.listen.execute(f"LISTEN {CHANNEL}")
-        self.sender = psycopg.connect(db_url, autocommit=True)
-
-    def heard(self) -> list[str]:
-        """Every payload delivered so far, in order (the fence's own marker left out)."""
-        marker = f"fence-{uuid.uuid4()}"
-        self.sender.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
-        payloads = []
-        for notify in self.listen.notifies(timeout=WAIT_TIMEOUT):
-            if notify.payload == marker:
-                return payloads
-            payloads.append(notify.payload)
-        raise AssertionError(f"the fence notification did not arrive within {WAIT_TIMEOUT}s")
-
-    def close(self) -> None:
-        self.listen.close()
-        self.sender.close()
 
 
 @pytest.fixture
