@@ -123,9 +123,11 @@ def _plain_iterencode() -> Callable[..., Iterable[str]]:
     try:
         # (markers, default, encoder, indent, key_separator, item_separator, sort_keys,
         #  skipkeys, allow_nan): what JSONEncoder.iterencode passes for the settings above.
-        return make(None, _refuse, basestring, None, ":", ",", False, False, False)  # type: ignore[no-any-return]
+        iterencode: Callable[..., Iterable[str]]
+        iterencode = make(None, _refuse, basestring, None, ":", ",", False, False, False)
     except TypeError:  # pragma: no cover - another CPython's signature
         return encoder.iterencode
+    return iterencode
 
 
 _iterencode_plain = _plain_iterencode()

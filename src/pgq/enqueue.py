@@ -142,7 +142,9 @@ class NotifyLimiter:
 NOTIFY_LIMITER = NotifyLimiter()
 
 
-COPY_MIN_JOBS = 100  # smaller batches take the INSERT: one round trip instead of two
+# Smaller batches take the INSERT: one round trip instead of two. Measured with a psycopg
+# connection, call + COMMIT: COPY took 1.35x the INSERT's time at 30 jobs, 0.69x at 100.
+COPY_MIN_JOBS = 100
 
 
 def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:

@@ -1,5 +1,5 @@
--- The first half of enqueue_many's COPY path, before job_copy.sql (or job_copy_scheduled.sql):
--- %(n)s new job ids, ascending so that input order is id order as with the INSERT; the
+-- The first half of enqueue_many's COPY path, before job_copy(_scheduled).sql: %(n)s new
+-- job ids, ascending so that input order is id order as with the INSERT; the
 -- transaction's now(), from which delayed jobs' run_at is computed (due jobs take the
 -- column default, the same now()); and one NOTIFY per queue that gets a due job, delivered
 -- at COMMIT and never on ROLLBACK, like the INSERT's. %(queues)s and %(earliest)s hold one
