@@ -2,8 +2,9 @@
 
 pgq never commits, never opens a connection of its own and never begins a transaction the
 caller does not know about: it runs one statement on the connection the caller's session
-already holds. Everything that could make PostgreSQL raise (and so abort the caller's
-transaction) is validated first, in Python.
+already holds (two, ids then COPY, for a large enqueue_many inside a transaction).
+Everything that could make PostgreSQL raise (and so abort the caller's transaction) is
+validated first, in Python.
 
 Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnection``,
 ``psycopg.AsyncConnection``) return an awaitable.
