@@ -463,7 +463,8 @@ def test_commands_refuse_an_old_schema(empty_db_url: str) -> None:
     run = pgq_process("stats", "--database-url", empty_db_url)
     assert run.code == 2
     assert run.one_error_line() == (
-        "pgq: error: the pgq schema is at version 1, this pgq needs 2; run `pgq migrate`"
+        "pgq: error: the pgq schema is at version 1, this pgq needs "
+        f"{migrate.SCHEMA_VERSION}; run `pgq migrate`"
     )
 
 
