@@ -138,9 +138,11 @@ class ReconnectingConnection:
     database that is down is not hammered and the caller does not spin.
     """
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, setup: store.Statement | None = None) -> None:
+        """``setup``, when given, runs on every new connection before anything else."""
         self._url = url
         self._name = name
+        self._setup = setup
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._delay = 0.0
         self.reconnects = 0
@@ -150,10 +152,17 @@ class ReconnectingConnection:
             if self._delay:
                 await asyncio.sleep(self._delay)
             try:
-                self._conn = await connect_async(
+                conn = await connect_async(
                     self._url, autocommit=True, application_name=f"pgq {self._name}"
                 )
-                set_json_loads(load_json, self._conn)
+                set_json_loads(load_json, conn)
+                if self._setup is not None:
+                    try:
+                        await store.fetch_async(conn, self._setup)
+                    except BaseException:
+                        await conn.close()  # never keep a connection without its settings
+                        raise
+                self._conn = conn
             except DatabaseUnavailableError as exc:
                 self._delay = min(max(self._delay * 2, RECONNECT_DELAY_MIN), RECONNECT_DELAY_MAX)
                 log.warning("%s connection: %s; retrying in %.1fs", self._name, exc, self._delay)

@@ -164,9 +164,19 @@ def claim_jobs(
     """Claim up to ``limit`` due jobs; ``leases[i]`` is the lease in seconds of ``tasks[i]``.
 
     Returns ``(id, queue, task, args, attempts, max_attempts, lease_token, priority, run_at,
-    created_at)`` per claimed job.
+    created_at, lag_seconds)`` per claimed job.
     """
-    return Statement("job_claim", locals())
+    return Statement(
+        "job_claim",
+        {
+            "queues": text_array(queues),
+            "tasks": text_array(tasks),
+            "leases": number_array(leases),
+            "limit": limit,
+            "worker_id": worker_id,
+            "now": now,
+        },
+    )
 
 
 def finish_jobs(
@@ -305,6 +315,11 @@ def select_queue_stats() -> Statement:
 def select_queue_counts(*, now: Any = None) -> Statement:
     """Live jobs per queue: ``(queue, ready, scheduled, running, oldest_ready_seconds)``."""
     return Statement("queue_counts_select", locals())
+
+
+def use_generic_plans() -> Statement:
+    """Session settings for the worker's claim connection: generic plans, no JIT."""
+    return Statement("session_generic_plans", {})
 
 
 def set_statement_timeout(*, milliseconds: int) -> Statement:

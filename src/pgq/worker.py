@@ -152,7 +152,9 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._threads = ThreadPool(self._loop, self.config.concurrency, self._on_threads_done)
-        self._claim_db = ReconnectingConnection(self.config.database_url, "claim")
+        self._claim_db = ReconnectingConnection(
+            self.config.database_url, "claim", setup=store.use_generic_plans()
+        )
         self._write_db = ReconnectingConnection(self.config.database_url, "writer")
         self._completer = Completer(self._write_db.execute, on_lost=self.events.lease_lost)
         self._heartbeat = Heartbeat(
@@ -271,8 +273,11 @@ class Worker:
         return jobs
 
     async def _wait(self, event: asyncio.Event, timeout: float | None = None) -> None:
+        # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own, two
+        # more loop turns between a notification and the claim it wakes.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         event.clear()
 
     def _wake_all(self) -> None:
