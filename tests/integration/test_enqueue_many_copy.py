@@ -285,15 +285,6 @@ def test_the_sequence_the_copy_takes_ids_from_is_the_identity_of_pgq_jobs(
 
 
 @pytest.fixture
-def listener(db_url: str) -> Iterator[Listener]:
-    opened = Listener(db_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
 def app_role(conn: psycopg.Connection[Any]) -> Iterator[str]:
     """A role that may INSERT into pgq.jobs but, like many app roles, has no grant on the
     identity's sequence: the INSERT needs none, nextval() does."""

@@ -21,15 +21,6 @@ from pgq import JobSpec
 from pgq.enqueue import COPY_MIN_JOBS, NOTIFY_INTERVAL_DEFAULT, NOTIFY_LIMITER
 
 
-@pytest.fixture
-def listener(db_url: str) -> Iterator[Listener]:
-    opened = Listener(db_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 @pytest.fixture(params=KINDS)
 def tx(request: pytest.FixtureRequest, db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Tx]:
     prepare_orders(conn)
