@@ -117,8 +117,10 @@ class Worker:
         self.stats = WorkerStats()
         self.events = events or WorkerEvents()
         self.queues = config.queues or registry.queues()
-        self._names = [t.name for t in registry]
-        self._leases = [t.lease or config.lease for t in registry]
+        # Each task's lease: its own, else the worker's. The claim takes them as two arrays.
+        self._lease_by_task = {t.name: t.lease or config.lease for t in registry}
+        self._names = list(self._lease_by_task)
+        self._leases = list(self._lease_by_task.values())
         # Jobs handed to a thread (started or waiting in the threads' queue) or to the loop.
         self._running: dict[int, _Running] = {}
         self._ready: deque[ClaimedJob] = deque()  # async jobs claimed ahead, waiting for a slot
@@ -310,7 +312,7 @@ class Worker:
         ctx = JobContext(
             job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
         )
-        running = _Running(job, ctx, task, task.lease or self.config.lease, self._loop.time())
+        running = _Running(job, ctx, task, self._lease_of(job), self._loop.time())
         self._running[job.id] = running
         if task.is_async:
             running.handle = asyncio.create_task(self._run_async_job(running))
@@ -318,8 +320,7 @@ class Worker:
             self._threads.submit(running, self._run_in_thread, (running,), {})
 
     def _lease_of(self, job: ClaimedJob) -> float:
-        task = self.registry.get(job.task)
-        return (task.lease if task else None) or self.config.lease
+        return self._lease_by_task.get(job.task, self.config.lease)
 
     async def _run_async_job(self, running: _Running) -> None:
         outcome = await execute(running.task, running.job, running.ctx)
