@@ -113,6 +113,7 @@ SUMMARY_KEYS = (
     "p50_ms",
     "p99_ms",
     "claim_p50_ms",
+    "p50_vs_hand_loop",
     "speedup",
     "rss_10k_mb",
     "rss_100k_mb",

@@ -10,12 +10,18 @@ task (benchmarks/apps/ledger.py) writes ``clock_timestamp()`` into a ledger as i
 act. For pgq the claim's start (``started_at``) splits the wait into the wake-up (COMMIT to
 claim) and the hand-over (claim to task).
 
+In the same run the same jobs go through a yardstick (benchmarks/hand_loop_worker.py): one
+thread claiming with pgq's own statement the moment a notification arrives and running
+the task inline, the fewest hops a LISTEN-woken worker can take. Its p50 turns pgq's into
+a ratio (``p50_vs_hand_loop``), and shows what the worker's own machinery costs.
+
 The peers' enqueue calls commit by themselves, so for them the clock is read in a round
 trip after the call returns; that reading can only be late, which flatters them a little.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -34,7 +40,7 @@ from benchmarks.db import (
     one,
     wait_until,
 )
-from benchmarks.harness import Context, Result, latency_fields
+from benchmarks.harness import Context, Result, latency_fields, ratio
 from benchmarks.workers import WorkerProcess
 
 NAME = "latency"
@@ -45,6 +51,7 @@ IDLE_BEFORE = 1.0  # seconds the worker sits idle before the measured jobs
 READY_TIMEOUT = 30.0
 TARGET_P50_MS, TARGET_P99_MS = 3.0, 10.0
 APP = "benchmarks.apps.ledger"
+HAND_LOOP_COMMAND = [sys.executable, "-m", "benchmarks.hand_loop_worker"]
 
 
 def run(ctx: Context) -> Iterator[Result]:
@@ -55,6 +62,15 @@ def run(ctx: Context) -> Iterator[Result]:
         WorkerProcess(url, app=APP, env={LEDGER_URL_ENV: url}) as worker,
     ):
         result = measure(ctx, conn, worker, lambda: enqueue_one(conn), n, "pgq")
+    with (
+        fresh_database(ctx.server) as url,
+        connect(url) as conn,
+        WorkerProcess(url, command=HAND_LOOP_COMMAND) as worker,
+    ):
+        hand = measure(ctx, conn, worker, lambda: enqueue_one(conn), n, "hand_loop")
+    hand.target, hand.met = None, None  # a yardstick, not a contender
+    yield hand
+    result.extra["p50_vs_hand_loop"] = round(ratio(result.extra["p50_ms"], hand.extra["p50_ms"]), 3)
     yield result
 
 

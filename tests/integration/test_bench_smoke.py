@@ -1,7 +1,8 @@
 """The benchmark suite end to end, small: so it cannot rot while nobody runs `make bench`.
 
 Runs ``python -m benchmarks --only drain --quick`` (a real ``pgq work`` subprocess draining
-a fresh database) against the server the test session uses. Nothing here is about speed.
+a fresh database) and the latency scenario (``pgq work`` and the hand-written yardstick
+woken by NOTIFY) against the server the test session uses. Nothing here is about speed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT = 120  # seconds; the run takes about ten
 
 
-def test_quick_drain_prints_its_json_lines_and_a_summary(pg_server: devdb.Server) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "drain", "--quick"],
+def run_quick(pg_server: devdb.Server, scenario: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", scenario, "--quick"],
         cwd=ROOT,
         env={**os.environ, devdb.TEST_URL_ENV: pg_server.url},
         capture_output=True,
@@ -30,6 +31,10 @@ def test_quick_drain_prints_its_json_lines_and_a_summary(pg_server: devdb.Server
         timeout=SMOKE_TIMEOUT,
         check=False,
     )
+
+
+def test_quick_drain_prints_its_json_lines_and_a_summary(pg_server: devdb.Server) -> None:
+    done = run_quick(pg_server, "drain")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     # The hand-written yardstick loop first, then pgq's figure with its ratio to it.
@@ -44,6 +49,20 @@ def test_quick_drain_prints_its_json_lines_and_a_summary(pg_server: devdb.Server
     assert line["hand_loop_ratio"] == pytest.approx(line["per_s"] / hand["per_s"], rel=0.01)
     assert isinstance(line["met"], bool)
     assert "scenario" in done.stderr and "drain" in done.stderr.splitlines()[-1]
+
+
+def test_quick_latency_times_pgq_and_its_hand_loop_yardstick(pg_server: devdb.Server) -> None:
+    done = run_quick(pg_server, "latency")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["scenario"], line["variant"], line["n"]) for line in lines] == [
+        ("latency", "hand_loop", 30),
+        ("latency", "pgq", 30),
+    ], done.stdout
+    hand, line = lines
+    assert 0 < hand["p50_ms"] <= hand["p99_ms"] and 0 < line["p50_ms"] <= line["p99_ms"]
+    assert line["p50_vs_hand_loop"] == pytest.approx(line["p50_ms"] / hand["p50_ms"], abs=0.001)
+    assert "target" not in hand and isinstance(line["met"], bool)
 
 
 def test_an_unknown_scenario_fails_in_one_line_without_touching_the_database() -> None:
