@@ -20,6 +20,7 @@ so a dip or a stall can be explained afterwards.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -153,6 +154,7 @@ def sample(
     ctx: Context,
 ) -> list[dict[str, Any]]:
     samples: list[dict[str, Any]] = []
+    busy_at_start = machine_busy_seconds()
     while (elapsed := time.monotonic() - start) < duration:
         worker.check_alive()
         _, dead, live, table, indexes, claim, backlog, vacuums = one(conn, "soak_sample")
@@ -167,6 +169,7 @@ def sample(
                 "backlog": backlog,
                 "autovacuums": vacuums,
                 "worker_cpu_s": worker.cpu_seconds(),
+                "machine_busy_s": since(busy_at_start, machine_busy_seconds()),
                 "sessions": fetch(conn, "session_activity"),
             }
         )
@@ -175,6 +178,22 @@ def sample(
             ctx.log(f"soak: {elapsed:4.0f}s backlog={backlog} dead={dead} table={size}")
         time.sleep(max(0.0, start + len(samples) * SAMPLE_EVERY - time.monotonic()))
     return samples
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all of the machine's cores spent busy since boot, from Linux's
+    /proc/stat (None elsewhere): everything but idle and I/O wait, whoever ran it. With
+    the worker's own figure it shows how much of the machine was left for catching up."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def since(start: float | None, now: float | None) -> float | None:
+    return None if start is None or now is None else now - start
 
 
 class _Thread(threading.Thread):
@@ -283,6 +302,8 @@ def common_fields(observed: Observed) -> dict[str, Any]:
         "claim_index_mb_per_minute": sampled("claim_index_mb"),
         "backlog_per_minute": sampled("backlog"),
         "worker_cores_per_minute": cores(sampled("worker_cpu_s"), period),
+        "machine_cores_per_minute": machine_cores(sampled("machine_busy_s"), period),
+        "machine_cores": os.cpu_count(),
         "max_backlog": max((s["backlog"] for s in samples), default=0),
         "autovacuums": samples[-1]["autovacuums"] if samples else 0,
     }
@@ -291,6 +312,13 @@ def common_fields(observed: Observed) -> dict[str, Any]:
 def cores(cpu_seconds: list[float], period: float) -> list[float]:
     """CPU seconds sampled at the end of each period -> cores used during each period."""
     return [(b - a) / period for a, b in zip([0.0, *cpu_seconds], cpu_seconds, strict=False)]
+
+
+def machine_cores(busy_seconds: list[float | None], period: float) -> list[float] | None:
+    """Cores the whole machine kept busy during each period (None off Linux)."""
+    if None in busy_seconds:
+        return None
+    return cores([float(s) for s in busy_seconds if s is not None], period)
 
 
 def steady_result(observed: Observed) -> Result:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from benchmarks import cli, harness
@@ -205,3 +206,24 @@ def test_recovery_runs_to_the_end_of_the_last_low_bucket() -> None:
 def test_recovery_is_none_when_the_run_ends_below_target() -> None:
     buckets = [100.0] * 20 + [50.0] * 20
     assert soak.dip_and_recovery(buckets, 80.0, 140.0)["recovery_s"] is None
+
+
+def test_machine_cores_turn_busy_seconds_into_cores_per_period() -> None:
+    # 90 busy seconds in the first minute, 60 in the second: 1.5 cores, then 1.0.
+    assert soak.machine_cores([90.0, 150.0], 60.0) == [1.5, 1.0]
+
+
+def test_machine_cores_are_none_where_busy_time_cannot_be_read() -> None:
+    assert soak.machine_cores([90.0, None], 60.0) is None
+    assert soak.since(None, 5.0) is None and soak.since(2.0, 5.0) == 3.0
+
+
+def test_machine_busy_seconds_grow_while_this_process_spins() -> None:
+    before = soak.machine_busy_seconds()
+    if before is None:
+        pytest.skip("no /proc/stat on this system")
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        pass
+    after = soak.machine_busy_seconds()
+    assert after is not None and after - before >= 0.2
