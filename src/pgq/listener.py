@@ -7,8 +7,9 @@ connection was down.
 The connection's socket is watched by the event loop itself, and a notification wakes the
 worker from inside that callback. psycopg's ``notifies()`` generator took a task step to
 hand each one over and re-armed its wait after it, loop turns an idle worker paid between
-a COMMIT and its claim (COMMIT to the claim's start: 1.03-1.29 ms, now 0.89-0.94 ms), and
-it woke every 0.1 s to re-arm (an idle worker used 0.22 s of CPU per 30 s, now 0.05 s).
+a COMMIT and its claim (COMMIT to the claim's start, median of six alternating runs:
+1.04 ms, now 0.86 ms), and it woke every 0.1 s to re-arm (an idle worker used 0.22 s of
+CPU per 30 s, now 0.05 s).
 The connection runs nothing after its LISTEN, so reading its input here cannot
 interleave with a query.
 """
