@@ -24,6 +24,7 @@ import psycopg
 
 from benchmarks.apps.ledger import RECORD_START
 from benchmarks.db import sql
+from benchmarks.scenarios.drain import all_succeeded
 from pgq import store
 from pgq.worker import CONCURRENCY_DEFAULT
 
@@ -58,16 +59,7 @@ def run_due(claimer: psycopg.Connection[Any], ledger: psycopg.Connection[Any]) -
     while rows := store.fetch(claimer, claim):
         for row in rows:
             ledger.execute(sql("ledger_insert"), {"job_id": row[0]})
-        store.fetch(
-            claimer,
-            store.finish_jobs(
-                ids=[row[0] for row in rows],
-                tokens=[row[6] for row in rows],
-                outcomes=["succeeded"] * len(rows),
-                delays=[0.0] * len(rows),
-                errors=[None] * len(rows),
-            ),
-        )
+        store.fetch(claimer, all_succeeded(rows))
 
 
 if __name__ == "__main__":

@@ -68,17 +68,19 @@ def hand_loop_drain(url: str, first: int, last: int) -> Span:
                 worker_id="hand-loop",
             ),
         ):
-            store.fetch(
-                conn,
-                store.finish_jobs(
-                    ids=[row[0] for row in rows],
-                    tokens=[row[6] for row in rows],
-                    outcomes=["succeeded"] * len(rows),
-                    delays=[0.0] * len(rows),
-                    errors=[None] * len(rows),
-                ),
-            )
+            store.fetch(conn, all_succeeded(rows))
     return checked_span(url, first, last)
+
+
+def all_succeeded(claimed: list[store.Row]) -> store.Statement:
+    """pgq's finish statement marking every job of a claim's rows succeeded."""
+    return store.finish_jobs(
+        ids=[row[0] for row in claimed],
+        tokens=[row[6] for row in claimed],
+        outcomes=["succeeded"] * len(claimed),
+        delays=[0.0] * len(claimed),
+        errors=[None] * len(claimed),
+    )
 
 
 def enqueue_noops(url: str, n: int, batch: int = ENQUEUE_BATCH) -> tuple[int, int]:
