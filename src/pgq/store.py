@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import tuple_row
 
 Row = tuple[Any, ...]
@@ -38,16 +39,29 @@ def load_sql(name: str) -> bytes:
 
 
 def fetch(conn: psycopg.Connection[Any], statement: Statement) -> list[Row]:
-    """Run ``statement`` on a sync psycopg connection and return its rows as tuples."""
+    """Run ``statement`` on a sync psycopg connection and return its rows as tuples.
+
+    On a connection in pipeline mode the statement runs in a nested pipeline block, whose
+    end syncs: its result (a new job's id) is there to read, not queued behind whatever
+    the caller sends next. The caller's transaction stays open."""
     with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(statement.query, statement.params)
+        if conn.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            cur.execute(statement.query, statement.params)
+        else:
+            with conn.pipeline():
+                cur.execute(statement.query, statement.params)
         return cur.fetchall() if cur.description else []
 
 
 async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> list[Row]:
-    """Run ``statement`` on an async psycopg connection and return its rows as tuples."""
+    """Run ``statement`` on an async psycopg connection and return its rows as tuples (in
+    pipeline mode as :func:`fetch` does)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(statement.query, statement.params)
+        if conn.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            await cur.execute(statement.query, statement.params)
+        else:
+            async with conn.pipeline():
+                await cur.execute(statement.query, statement.params)
         return await cur.fetchall() if cur.description else []
 
 

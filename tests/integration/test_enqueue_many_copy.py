@@ -237,13 +237,13 @@ def test_sqlalchemy_autocommit_takes_the_insert(db_url: str, conn: psycopg.Conne
 
 
 def test_a_pipeline_takes_the_insert(db_url: str, conn: psycopg.Connection[Any]) -> None:
-    # COPY cannot run in pipeline mode (psycopg raises NotSupportedError). The ids are not
-    # checked: store.fetch() reads no rows before the pipeline syncs, for any statement.
+    # COPY cannot run in pipeline mode (psycopg raises NotSupportedError).
     with psycopg.connect(db_url) as direct:
         with direct.pipeline():
-            pgq.enqueue_many(direct, [JobSpec("t", {"i": i}) for i in range(N)])
+            ids = pgq.enqueue_many(direct, [JobSpec("t", {"i": i}) for i in range(N)])
         direct.commit()
     assert count(conn) == N
+    assert by_args(conn, ids) == list(range(N))
 
 
 def test_ids_stay_in_input_order_while_other_sessions_take_ids(
