@@ -4,14 +4,13 @@ Notifications are delivered at COMMIT, so a wake-up always finds the job. After 
 (re)connect the worker is woken once as well, to poll for whatever was enqueued while the
 connection was down.
 
-The connection's socket is watched by the event loop itself, and a notification wakes the
-worker from inside that callback. psycopg's ``notifies()`` generator took a task step to
-hand each one over and re-armed its wait after it, loop turns an idle worker paid between
-a COMMIT and its claim (COMMIT to the claim's start, median of six alternating runs:
-1.04 ms, now 0.86 ms), and it woke every 0.1 s to re-arm (an idle worker used 0.22 s of
-CPU per 30 s, now 0.05 s).
-The connection runs nothing after its LISTEN, so reading its input here cannot
-interleave with a query.
+The event loop watches the connection's socket, and a notification wakes the worker from
+inside that callback. psycopg's ``notifies()`` generator, used before, took a task step
+to hand each notification over and re-armed its wait after it: loop turns an idle worker
+paid between a COMMIT and its claim (COMMIT to the claim's start, median of six
+alternating runs: 1.04 ms, now 0.86 ms). It also woke every 0.1 s to re-arm: an idle
+worker used 0.22 s of CPU per 30 s, now 0.05 s. The connection runs nothing after its
+LISTEN, so reading its input here cannot interleave with a query.
 """
 
 from __future__ import annotations
