@@ -217,7 +217,7 @@ def _copy_safe(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> 
     encode fails the INSERT before anything is sent, but a COPY halfway, which aborts the
     transaction.
     """
-    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF or conn.info.encoding != "utf-8":
+    if store.in_pipeline(conn) or conn.info.encoding != "utf-8":
         return False
     return not conn.autocommit or conn.info.transaction_status != pq.TransactionStatus.IDLE
 

@@ -8,6 +8,7 @@ texts never change (arrays are parameters), so psycopg prepares the hot ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,11 +46,8 @@ def fetch(conn: psycopg.Connection[Any], statement: Statement) -> list[Row]:
     end syncs: its result (a new job's id) is there to read, not queued behind whatever
     the caller sends next. The caller's transaction stays open."""
     with conn.cursor(row_factory=tuple_row) as cur:
-        if conn.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+        with conn.pipeline() if in_pipeline(conn) else contextlib.nullcontext():
             cur.execute(statement.query, statement.params)
-        else:
-            with conn.pipeline():
-                cur.execute(statement.query, statement.params)
         return cur.fetchall() if cur.description else []
 
 
@@ -57,12 +55,14 @@ async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) 
     """Run ``statement`` on an async psycopg connection and return its rows as tuples (in
     pipeline mode as :func:`fetch` does)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
-        if conn.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+        async with conn.pipeline() if in_pipeline(conn) else contextlib.nullcontext():
             await cur.execute(statement.query, statement.params)
-        else:
-            async with conn.pipeline():
-                await cur.execute(statement.query, statement.params)
         return await cur.fetchall() if cur.description else []
+
+
+def in_pipeline(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """True when ``conn`` is in psycopg's pipeline mode."""
+    return conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
 
 
 def copy_rows(conn: psycopg.Connection[Any], statement: Statement, rows: Iterable[Row]) -> None:
