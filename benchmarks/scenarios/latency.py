@@ -56,22 +56,25 @@ HAND_LOOP_COMMAND = [sys.executable, "-m", "benchmarks.hand_loop_worker"]
 
 def run(ctx: Context) -> Iterator[Result]:
     n = ctx.size(N, N_QUICK)
-    with (
-        fresh_database(ctx.server) as url,
-        connect(url) as conn,
-        WorkerProcess(url, app=APP, env={LEDGER_URL_ENV: url}) as worker,
-    ):
-        result = measure(ctx, conn, worker, lambda: enqueue_one(conn), n, "pgq")
-    with (
-        fresh_database(ctx.server) as url,
-        connect(url) as conn,
-        WorkerProcess(url, command=HAND_LOOP_COMMAND) as worker,
-    ):
-        hand = measure(ctx, conn, worker, lambda: enqueue_one(conn), n, "hand_loop")
+    result = measure_in_fresh_database(
+        ctx, n, "pgq", lambda url: WorkerProcess(url, app=APP, env={LEDGER_URL_ENV: url})
+    )
+    hand = measure_in_fresh_database(
+        ctx, n, "hand_loop", lambda url: WorkerProcess(url, command=HAND_LOOP_COMMAND)
+    )
     hand.target, hand.met = None, None  # a yardstick, not a contender
     yield hand
     result.extra["p50_vs_hand_loop"] = round(ratio(result.extra["p50_ms"], hand.extra["p50_ms"]), 3)
     yield result
+
+
+def measure_in_fresh_database(
+    ctx: Context, n: int, variant: str, start_worker: Callable[[str], WorkerProcess]
+) -> Result:
+    """:func:`measure` pgq's enqueue against the worker ``start_worker`` starts on a fresh
+    database."""
+    with fresh_database(ctx.server) as url, connect(url) as conn, start_worker(url) as worker:
+        return measure(ctx, conn, worker, lambda: enqueue_one(conn), n, variant)
 
 
 def measure(

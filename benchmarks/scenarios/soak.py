@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -318,7 +318,7 @@ def machine_cores(busy_seconds: list[float | None], period: float) -> list[float
     """Cores the whole machine kept busy during each period (None off Linux)."""
     if None in busy_seconds:
         return None
-    return cores([float(s) for s in busy_seconds if s is not None], period)
+    return cores(cast(list[float], busy_seconds), period)
 
 
 def steady_result(observed: Observed) -> Result:
