@@ -81,3 +81,22 @@ def test_an_unknown_scenario_fails_in_one_line_without_touching_the_database() -
         "enqueue_concurrent, memory, soak, peers"
     ]
     assert done.stdout == ""
+
+
+def test_drain_costs_counts_wal_and_backend_cpu_per_job(pg_server: devdb.Server) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.drain_costs", "-n", "2000"],
+        cwd=ROOT,
+        env={**os.environ, devdb.TEST_URL_ENV: pg_server.url},
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [json.loads(text) for text in done.stdout.splitlines()]
+    assert line["n"] == 2000 and line["per_s"] > 0
+    # Each drained job is claimed and finished (a heap and index records each, and more).
+    assert line["wal_records_per_job"] > 3 and line["wal_bytes_per_job"] > 100
+    if sys.platform == "linux":
+        assert {"pgq claim", "pgq writer"} <= set(line["backend_cpu_us_per_job"])
