@@ -58,7 +58,6 @@ def hand_loop_drain(url: str, first: int, last: int) -> Span:
     same run, it turns a drain figure from a noisy machine into a ratio."""
     with connect(url) as conn:
         conn.autocommit = True
-        store.fetch(conn, store.use_generic_plans())  # as the worker's claim and writer
         while rows := store.fetch(
             conn,
             store.claim_jobs(

@@ -332,7 +332,7 @@ def select_queue_counts(*, now: Any = None) -> Statement:
 
 
 def use_generic_plans() -> Statement:
-    """Session settings for the worker's claim and writer connections: generic plans, no JIT."""
+    """Session settings for the worker's claim connection: generic plans, no JIT."""
     return Statement("session_generic_plans", {})
 
 

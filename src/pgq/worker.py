@@ -157,9 +157,7 @@ class Worker:
         self._claim_db = ReconnectingConnection(
             self.config.database_url, "claim", setup=store.use_generic_plans()
         )
-        self._write_db = ReconnectingConnection(
-            self.config.database_url, "writer", setup=store.use_generic_plans()
-        )
+        self._write_db = ReconnectingConnection(self.config.database_url, "writer")
         self._completer = Completer(self._write_db.execute, on_lost=self.events.lease_lost)
         self._heartbeat = Heartbeat(
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease

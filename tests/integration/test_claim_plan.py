@@ -51,7 +51,7 @@ def test_the_generic_claim_plan_scans_the_claim_index_and_looks_up_ids(
         "SELECT generic_plans > 0, custom_plans FROM pg_prepared_statements "
         "WHERE statement LIKE '%claimable%'"
     ).fetchall() == [(True, 0)]
-    plan = explain_generic(conn, _claim(10))
+    plan = _explain_generic(conn)
     assert "Index Scan using jobs_claim_idx" in plan
     assert "Index Scan using jobs_pkey" in plan
     assert "Seq Scan" not in plan
@@ -59,9 +59,10 @@ def test_the_generic_claim_plan_scans_the_claim_index_and_looks_up_ids(
     assert "JIT" not in plan
 
 
-def explain_generic(conn: psycopg.Connection[Any], statement: store.Statement) -> str:
-    """The generic plan of a statement: PREPAREd by hand (each %(name)s becomes $n), then
+def _explain_generic(conn: psycopg.Connection[Any]) -> str:
+    """The generic plan of the claim: PREPAREd by hand (each %(name)s becomes $n), then
     EXPLAIN EXECUTE, which plans it as the worker's session settings say."""
+    statement = _claim(10)
     names: list[str] = []
 
     def placeholder(match: re.Match[str]) -> str:
@@ -70,9 +71,9 @@ def explain_generic(conn: psycopg.Connection[Any], statement: store.Statement) -
         return f"${names.index(match.group(1)) + 1}"
 
     text = re.sub(r"%\((\w+)\)s", placeholder, statement.query.decode())
-    conn.execute(f"PREPARE by_hand AS {text}".encode())
+    conn.execute(f"PREPARE claim_by_hand AS {text}".encode())
     values = ", ".join(_literal(statement.params[name]) for name in names)
-    rows = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE by_hand({values})".encode())
+    rows = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE claim_by_hand({values})".encode())
     return "\n".join(row[0] for row in rows.fetchall())
 
 

@@ -8,18 +8,19 @@
 --   release  queued again now, not counted (graceful shutdown)
 -- An error, when given, is appended with the attempt number and database time.
 --
--- The fence is the UPDATE's own WHERE: when another session changed a row after this
--- statement's snapshot, READ COMMITTED re-checks the WHERE on the newest version before
--- writing, so a row re-claimed or requeued meanwhile is left alone. Rows are not locked
--- first (SELECT ... FOR UPDATE in a CTE, as before): that lock cost one more WAL record
--- and one more tuple write per job: an eighth of the writer backend's CPU in a drain.
---
--- Each outcome must find its row by an index lookup of its id (a nested loop over the
--- unnest): a hash join against the running set would read all of jobs_running_idx, whose
--- dead entries pile up between vacuums. The writer connection uses generic plans
--- (session_generic_plans.sql), in which the unnest counts as a few rows, so the lookup is
--- the plan whatever the batch size. Not `id = ANY(ids)`: the generic plan then
--- rescanned the unnest for every row, 44 ms for 400 outcomes instead of 4.
+-- Rows are found by primary key, one LATERAL lookup per outcome, and locked there: a join
+-- against the running set would let the planner scan all of jobs_running_idx, whose dead
+-- entries pile up between vacuums, so every write would cost more as the queue ages.
+WITH held AS MATERIALIZED (
+    SELECT d.id, d.outcome, d.delay, d.error
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(outcomes)s::text[],
+                %(delays)s::float8[], %(errors)s::jsonb[]) AS d(id, token, outcome, delay, error)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM pgq.jobs
+        WHERE id = d.id AND lease_token = d.token AND state = 'running'
+        FOR UPDATE
+    ) AS fenced
+)
 UPDATE pgq.jobs AS j
 SET state = CASE
         WHEN h.outcome IN ('succeeded', 'failed', 'cancelled') THEN h.outcome
@@ -42,9 +43,6 @@ SET state = CASE
              END,
     lease_expires_at = NULL,
     cancel_requested = false
-FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(outcomes)s::text[],
-            %(delays)s::float8[], %(errors)s::jsonb[]) AS h(id, token, outcome, delay, error)
+FROM held AS h
 WHERE j.id = h.id
-  AND j.lease_token = h.token
-  AND j.state = 'running'
 RETURNING j.id, j.state::text
