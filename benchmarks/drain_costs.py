@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from benchmarks.db import connect, fetch, fresh_database, one
 from benchmarks.scenarios.drain import burst_drain, enqueue_noops
+from benchmarks.workers import process_cpu_seconds
 from pgq import devdb
 
 N_DEFAULT = 100_000
@@ -68,18 +67,10 @@ def watch_backends(url: str, cpu: dict[tuple[int, str], float], stop: threading.
     with connect(url) as conn:
         while not stop.is_set():
             for pid, name in fetch(conn, "pgq_backends"):
-                seconds = cpu_seconds(pid)
+                seconds = process_cpu_seconds(pid)
                 if seconds is not None:
                     cpu[(pid, name)] = seconds
             stop.wait(POLL)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None  # gone, or not Linux
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -102,8 +102,10 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the worker has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds = process_cpu_seconds(self.pid)
+        if seconds is None:
+            raise BenchError(f"cannot read the CPU time of worker {self.pid}")
+        return seconds
 
     def rss_mb(self) -> float:
         """Resident memory now (VmRSS), in MiB."""
@@ -117,6 +119,16 @@ class WorkerProcess:
         self._log.flush()
         text = Path(self._log.name).read_text(errors="replace")
         return text[-LOG_TAIL_CHARS:]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time process ``pid`` has used so far, from Linux's
+    /proc/<pid>/stat; None once it is gone (or off Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_status_kib(pid: int, field: str) -> int:

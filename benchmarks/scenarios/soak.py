@@ -12,9 +12,10 @@ REPEATABLE READ snapshot for TXN_FOR seconds from TXN_AT on, as a long analytics
 would: nothing deleted meanwhile can be vacuumed, so dead claim-index entries pile up.
 It reports the dip and how long throughput takes to recover after the transaction ends.
 
-Every sample (with what each of the worker's sessions was doing, and the worker's CPU
-time) and the worker's log are kept in a directory named in the result (``artifacts``),
-so a dip or a stall can be explained afterwards.
+Every sample (with what each of the worker's sessions was doing, and the CPU time of
+the worker, of the whole machine and of each database backend) and the worker's log are
+kept in a directory named in the result (``artifacts``), so a dip or a stall can be
+explained afterwards; the result gives the cores each used per minute.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from benchmarks.db import BenchError, connect, fetch, fresh_database, one, serve
 from benchmarks.harness import Context, Result, ratio
 from benchmarks.scenarios.drain import burst_drain, enqueue_noops
 from benchmarks.scenarios.scale_out import wait_listening
-from benchmarks.workers import WorkerProcess
+from benchmarks.workers import WorkerProcess, process_cpu_seconds
 
 NAME = "soak"
 DURATION, DURATION_QUICK = 600.0, 40.0
@@ -158,6 +159,7 @@ def sample(
     while (elapsed := time.monotonic() - start) < duration:
         worker.check_alive()
         _, dead, live, table, indexes, claim, backlog, vacuums = one(conn, "soak_sample")
+        sessions = fetch(conn, "session_activity")
         samples.append(
             {
                 "at_s": elapsed,
@@ -170,7 +172,8 @@ def sample(
                 "autovacuums": vacuums,
                 "worker_cpu_s": worker.cpu_seconds(),
                 "machine_busy_s": since(busy_at_start, machine_busy_seconds()),
-                "sessions": fetch(conn, "session_activity"),
+                "backend_cpu_s": backend_cpu_seconds(sessions),
+                "sessions": sessions,
             }
         )
         if len(samples) % int(period_of(duration) // SAMPLE_EVERY) == 0:
@@ -190,6 +193,34 @@ def machine_busy_seconds() -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds(sessions: list[tuple[Any, ...]]) -> dict[int, tuple[str, float]]:
+    """{pid: (application_name, CPU seconds so far)} of the database's other sessions
+    (session_activity.sql's rows start with pid and application_name); sessions without
+    a name (the enqueuer's, the long transaction's) are "other"."""
+    found = {}
+    for pid, name, *_ in sessions:
+        seconds = process_cpu_seconds(pid)
+        if seconds is not None:
+            found[pid] = (name or "other", seconds)
+    return found
+
+
+def backend_cores(
+    readings: list[dict[int, tuple[str, float]]], period: float
+) -> dict[str, list[float]]:
+    """Cores each kind of backend used during each period, from the readings taken at
+    the periods' ends. A backend seen for the first time counts from zero (it started
+    within the period); one that ended between two readings loses its last moments."""
+    names = sorted({name for reading in readings for name, _ in reading.values()})
+    used = {name: [0.0] * len(readings) for name in names}
+    before: dict[int, tuple[str, float]] = {}
+    for index, reading in enumerate(readings):
+        for pid, (name, seconds) in reading.items():
+            used[name][index] += (seconds - before.get(pid, (name, 0.0))[1]) / period
+        before = reading
+    return used
 
 
 def since(start: float | None, now: float | None) -> float | None:
@@ -304,6 +335,7 @@ def common_fields(observed: Observed) -> dict[str, Any]:
         "worker_cores_per_minute": cores(sampled("worker_cpu_s"), period),
         "machine_cores_per_minute": machine_cores(sampled("machine_busy_s"), period),
         "machine_cores": os.cpu_count(),
+        "backend_cores_per_minute": backend_cores(sampled("backend_cpu_s"), period),
         "max_backlog": max((s["backlog"] for s in samples), default=0),
         "autovacuums": samples[-1]["autovacuums"] if samples else 0,
     }

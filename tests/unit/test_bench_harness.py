@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 import pytest
@@ -227,3 +228,28 @@ def test_machine_busy_seconds_grow_while_this_process_spins() -> None:
         pass
     after = soak.machine_busy_seconds()
     assert after is not None and after - before >= 0.2
+
+
+def test_backend_cores_add_up_each_kind_of_backend_per_period() -> None:
+    readings = [
+        {10: ("pgq claim", 30.0), 11: ("pgq writer", 12.0)},
+        # Minute two: the claim backend used 45 s more; a parallel vacuum worker (20)
+        # came and used 6 s; the writer's backend was replaced by a new one (12).
+        {10: ("pgq claim", 75.0), 12: ("pgq writer", 30.0), 20: ("pgq reaper", 6.0)},
+    ]
+    assert soak.backend_cores(readings, 60.0) == {
+        "pgq claim": [0.5, 0.75],
+        "pgq reaper": [0.0, 0.1],
+        "pgq writer": [0.2, 0.5],
+    }
+
+
+def test_backend_cpu_seconds_reads_live_processes_and_names_the_nameless() -> None:
+    if soak.process_cpu_seconds(os.getpid()) is None:
+        pytest.skip("no /proc on this system")
+    gone = 2**22 + 1  # above Linux's largest pid
+    sessions = [(os.getpid(), "", "active"), (gone, "pgq claim", "idle")]
+    found = soak.backend_cpu_seconds(sessions)
+    assert list(found) == [os.getpid()]
+    name, seconds = found[os.getpid()]
+    assert name == "other" and seconds > 0
