@@ -344,3 +344,21 @@ def test_the_claim_statement_takes_only_the_queues_it_is_given(
 
     assert claim(conn, 10) == [here]
     assert claim(conn, 10, queues=("elsewhere",)) == [elsewhere]
+
+
+def test_jobs_scheduled_for_later_at_a_higher_priority_hide_no_due_job(
+    conn: psycopg.Connection[Any], record: Task
+) -> None:
+    """Each priority is read by a scan that stops at its first job scheduled for later;
+    the due jobs of lower priorities are still found, in claim order."""
+    now = db_now(conn)
+    later = [pgq.enqueue(conn, record, priority=9, delay=3600) for _ in range(3)]
+    low = pgq.enqueue(conn, record, priority=-5, run_at=now - timedelta(seconds=9))
+    mid_later = pgq.enqueue(conn, record, priority=0, delay=3600)
+    mids = [
+        pgq.enqueue(conn, record, priority=0, run_at=now - timedelta(seconds=s)) for s in (1, 5)
+    ]
+    top = pgq.enqueue(conn, record, priority=9, run_at=now - timedelta(seconds=1))
+
+    assert [claim(conn, 1) for _ in range(5)] == [[top], [mids[1]], [mids[0]], [low], []]
+    assert sorted(claim(conn, 10, now=now + timedelta(hours=2))) == sorted([*later, mid_later])

@@ -51,7 +51,7 @@ def test_the_generic_claim_plan_scans_the_claim_index_and_looks_up_ids(
         "SELECT generic_plans > 0, custom_plans FROM pg_prepared_statements "
         "WHERE statement LIKE '%claimable%'"
     ).fetchall() == [(True, 0)]
-    plan = _explain_generic(conn)
+    plan = explain_generic(conn, _claim(10))
     assert "Index Scan using jobs_claim_idx" in plan
     assert "Index Scan using jobs_pkey" in plan
     assert "Seq Scan" not in plan
@@ -59,10 +59,11 @@ def test_the_generic_claim_plan_scans_the_claim_index_and_looks_up_ids(
     assert "JIT" not in plan
 
 
-def _explain_generic(conn: psycopg.Connection[Any]) -> str:
-    """The generic plan of the claim: PREPAREd by hand (each %(name)s becomes $n), then
+def explain_generic(
+    conn: psycopg.Connection[Any], statement: store.Statement, options: str = "COSTS OFF"
+) -> str:
+    """The generic plan of a claim: PREPAREd by hand (each %(name)s becomes $n), then
     EXPLAIN EXECUTE, which plans it as the worker's session settings say."""
-    statement = _claim(10)
     names: list[str] = []
 
     def placeholder(match: re.Match[str]) -> str:
@@ -73,7 +74,7 @@ def _explain_generic(conn: psycopg.Connection[Any]) -> str:
     text = re.sub(r"%\((\w+)\)s", placeholder, statement.query.decode())
     conn.execute(f"PREPARE claim_by_hand AS {text}".encode())
     values = ", ".join(_literal(statement.params[name]) for name in names)
-    rows = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE claim_by_hand({values})".encode())
+    rows = conn.execute(f"EXPLAIN ({options}) EXECUTE claim_by_hand({values})".encode())
     return "\n".join(row[0] for row in rows.fetchall())
 
 
@@ -108,3 +109,33 @@ def test_the_claim_connection_gets_its_settings_back_after_a_reconnect(db_url: s
     first, second = asyncio.run(scenario())
     assert first[2] != second[2], "a new backend after the reconnect"
     assert first[:2] == second[:2] == ("force_generic_plan", "off")
+
+
+def test_a_short_claim_reads_none_of_the_jobs_scheduled_for_later(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A claim that finds fewer due jobs than it asks for (an idle worker's every claim)
+    reads only the due ones: one scan of the claim index over all priorities could not
+    stop at the first job scheduled for later, and read all of them on every claim."""
+    for priority in (0, 5):  # a priority with due jobs, and one with none due
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, priority, run_at) "
+            "SELECT 'default', 't.one', %s, now() + interval '1 day' "
+            "FROM generate_series(1, %s)",
+            (priority, QUEUED),
+        )
+    conn.execute(
+        "INSERT INTO pgq.jobs (queue, task, priority) "
+        "SELECT 'default', 't.one', p FROM unnest(ARRAY[0, 0, -3]) AS p"
+    )
+    conn.execute("ANALYZE pgq.jobs")
+    store.fetch(conn, store.use_generic_plans())
+
+    plan = explain_generic(conn, _claim(10), "ANALYZE, BUFFERS, COSTS OFF, TIMING OFF")
+
+    claimed = re.search(r"^Update on jobs j .*rows=(\d+)", plan, re.MULTILINE)
+    assert claimed is not None and claimed.group(1) == "3", plan
+    # Every buffer the whole statement touched: 62 when written; reading the index entries
+    # of the 40,000 jobs scheduled for later, as the claim did before, took 378.
+    touched = re.search(r"Buffers: shared hit=(\d+)", plan)
+    assert touched is not None and int(touched.group(1)) < 150, plan
