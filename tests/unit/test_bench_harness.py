@@ -194,14 +194,25 @@ def test_recovery_is_zero_when_throughput_never_dips() -> None:
     assert figures["dip_ratio"] == 1.0
 
 
-def test_recovery_runs_to_the_end_of_the_last_low_bucket() -> None:
+def test_recovery_ends_where_every_30_s_window_is_back_above_target() -> None:
     # 5 s buckets; the transaction holds from 80 s to 140 s; throughput sags from 100 s
-    # and is back for good in the bucket starting at 160 s.
+    # and is back in the bucket starting at 160 s. The 30 s window starting at 150 s
+    # holds one low bucket (mean 91.7, above 90): back from 155 s, 15 s after the end.
     buckets = [100.0] * 20 + [50.0] * 12 + [100.0] * 10
     figures = soak.dip_and_recovery(buckets, txn_start=80.0, txn_end=140.0)
     assert figures["dip_per_s"] == 50.0
     assert figures["dip_ratio"] == 0.5
-    assert figures["recovery_s"] == 20.0
+    assert figures["recovery_window_s"] == 30.0
+    assert figures["recovery_s"] == 15.0
+    assert figures["recovery_s_by_bucket"] == 20.0  # the last low bucket ends at 160 s
+
+
+def test_one_noisy_bucket_long_after_does_not_undo_a_recovery() -> None:
+    # Back at 160 s; one 5 s bucket at 0.85 x at 300 s, as a steady run also shows.
+    buckets = [100.0] * 20 + [50.0] * 12 + [100.0] * 28 + [85.0] + [100.0] * 9
+    figures = soak.dip_and_recovery(buckets, txn_start=80.0, txn_end=140.0)
+    assert figures["recovery_s"] == 15.0
+    assert figures["recovery_s_by_bucket"] == 165.0  # judged bucket by bucket: 305 s
 
 
 def test_recovery_is_none_when_the_run_ends_below_target() -> None:
