@@ -22,8 +22,13 @@ SMOKE_TIMEOUT = 120  # seconds; the run takes about ten
 
 
 def run_quick(pg_server: devdb.Server, scenario: str) -> subprocess.CompletedProcess[str]:
+    return run_module(pg_server, "benchmarks", "--only", scenario, "--quick")
+
+
+def run_module(pg_server: devdb.Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` in the checkout, against the test server."""
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", scenario, "--quick"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env={**os.environ, devdb.TEST_URL_ENV: pg_server.url},
         capture_output=True,
@@ -84,15 +89,7 @@ def test_an_unknown_scenario_fails_in_one_line_without_touching_the_database() -
 
 
 def test_drain_costs_counts_wal_and_backend_cpu_per_job(pg_server: devdb.Server) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.drain_costs", "-n", "2000"],
-        cwd=ROOT,
-        env={**os.environ, devdb.TEST_URL_ENV: pg_server.url},
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT,
-        check=False,
-    )
+    done = run_module(pg_server, "benchmarks.drain_costs", "-n", "2000")
     assert done.returncode == 0, done.stderr[-3000:]
     (line,) = [json.loads(text) for text in done.stdout.splitlines()]
     assert line["n"] == 2000 and line["per_s"] > 0
