@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.db import connect, fetch, fresh_database, one
 from benchmarks.scenarios.drain import burst_drain, enqueue_noops
-from benchmarks.workers import process_cpu_seconds
+from benchmarks.scenarios.soak import backend_cpu_seconds
 from pgq import devdb
 
 N_DEFAULT = 100_000
@@ -40,7 +40,7 @@ def measure(url: str, n: int) -> dict[str, Any]:
     first, last = enqueue_noops(url, n)
     with connect(url) as conn:
         records, size = one(conn, "wal_totals")
-        cpu: dict[tuple[int, str], float] = {}
+        cpu: dict[int, tuple[str, float]] = {}  # pid: (name, CPU seconds so far)
         stop = threading.Event()
         watcher = threading.Thread(target=watch_backends, args=(url, cpu, stop), daemon=True)
         watcher.start()
@@ -51,7 +51,7 @@ def measure(url: str, n: int) -> dict[str, Any]:
             watcher.join()
         records_after, size_after = one(conn, "wal_totals")
     per_backend: dict[str, float] = {}
-    for (_pid, name), seconds in sorted(cpu.items()):
+    for _pid, (name, seconds) in sorted(cpu.items()):
         per_backend[name] = per_backend.get(name, 0.0) + seconds / n * 1e6
     return {
         "n": n,
@@ -62,14 +62,11 @@ def measure(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def watch_backends(url: str, cpu: dict[tuple[int, str], float], stop: threading.Event) -> None:
+def watch_backends(url: str, cpu: dict[int, tuple[str, float]], stop: threading.Event) -> None:
     """Keep the latest CPU time of every pgq backend until ``stop`` is set."""
     with connect(url) as conn:
         while not stop.is_set():
-            for pid, name in fetch(conn, "pgq_backends"):
-                seconds = process_cpu_seconds(pid)
-                if seconds is not None:
-                    cpu[(pid, name)] = seconds
+            cpu.update(backend_cpu_seconds(fetch(conn, "pgq_backends")))
             stop.wait(POLL)
 
 
