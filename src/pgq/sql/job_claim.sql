@@ -18,8 +18,8 @@
 --
 -- SKIP LOCKED lets concurrent workers take disjoint rows without waiting; rows a subquery
 -- locked but the outer LIMIT drops (another queue's, or a lower priority's) are unlocked
--- when the statement's transaction ends. MATERIALIZED keeps the locking part from being inlined
--- (and run more than once) into the UPDATE.
+-- when the statement's transaction ends. MATERIALIZED keeps the locking part from being
+-- inlined (and run more than once) into the UPDATE.
 --
 -- attempts grows here, at claim time, so a job that kills its worker still counts;
 -- lease_token grows too, and fences every later write about the job. Each task's lease
