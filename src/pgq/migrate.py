@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERSION_LOCATION = "pgq:migrations/versions"
 # alembic keeps the running migration in module globals (alembic.context), so two
 # migrations in one process must not overlap; across processes the advisory lock in

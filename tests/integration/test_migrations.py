@@ -22,10 +22,15 @@ from pgq.errors import DatabaseUnavailableError, PgqError, SchemaError
 # Everything the migrations create, read from the catalog, so two databases can be compared.
 CATALOG_QUERIES = {
     "columns": """
-        SELECT table_name, column_name, data_type, udt_name, is_nullable, column_default,
-               is_identity, identity_generation
+        SELECT table_name, column_name, data_type, udt_name, domain_name, is_nullable,
+               column_default, is_identity, identity_generation
         FROM information_schema.columns WHERE table_schema = 'pgq'
         ORDER BY table_name, ordinal_position""",
+    "domains": """
+        SELECT t.typname, format_type(t.typbasetype, t.typtypmod), c.conname,
+               pg_get_constraintdef(c.oid), c.convalidated
+        FROM pg_type AS t LEFT JOIN pg_constraint AS c ON c.contypid = t.oid
+        WHERE t.typnamespace = 'pgq'::regnamespace AND t.typtype = 'd' ORDER BY 1, 3""",
     "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'pgq' ORDER BY 1",
     "constraints": """
         SELECT conrelid::regclass::text, conname, pg_get_constraintdef(c.oid)
@@ -261,9 +266,10 @@ def _insert_queue(conn: psycopg.Connection[Any], queue: str) -> None:
 
 @pytest.mark.parametrize("queue", BAD_QUEUE_NAMES)
 def test_the_database_refuses_a_bad_queue_name_written_by_hand(db_url: str, queue: str) -> None:
-    # pgq validates names in Python; the CHECK is the last line for rows written by hand.
-    with psycopg.connect(db_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+    # pgq validates names in Python; the domain is the last line for rows written by hand.
+    with psycopg.connect(db_url) as conn, pytest.raises(psycopg.errors.CheckViolation) as raised:
         _insert_queue(conn, queue)
+    assert "queue_name_valid" in str(raised.value)
 
 
 def test_the_database_accepts_every_allowed_queue_character(db_url: str) -> None:
@@ -313,4 +319,77 @@ def test_downgrade_from_0003_restores_0002(empty_db_url: str, second_empty_db_ur
 
     migrate.downgrade(empty_db_url, "pgq_0002")
 
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0004: the column rules as domains -------------------------------------------------------
+
+BAD_VALUES_BY_HAND = [
+    ("INSERT INTO pgq.jobs (queue, task) VALUES ('q', '')", "task_name_valid"),
+    ("INSERT INTO pgq.jobs (queue, task) VALUES ('q', repeat('t', 256))", "task_name_valid"),
+    ("INSERT INTO pgq.jobs (queue, task, max_attempts) VALUES ('q', 't', 0)",
+     "attempt_limit_positive"),
+    ("INSERT INTO pgq.jobs (queue, task, attempts) VALUES ('q', 't', -1)",
+     "attempt_count_nonnegative"),
+    ("UPDATE pgq.jobs SET queue = 'no spaces'", "queue_name_valid"),
+    ("UPDATE pgq.jobs SET attempts = attempts - 1", "attempt_count_nonnegative"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("statement", "rule"), BAD_VALUES_BY_HAND)
+def test_the_database_refuses_bad_values_written_by_hand(
+    db_url: str, statement: str, rule: str
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 't')")
+        with pytest.raises(psycopg.errors.CheckViolation) as raised:
+            conn.execute(statement)
+    assert rule in str(raised.value)
+
+
+def _storage(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """Each pgq relation's file: changed when PostgreSQL rewrites or rebuilds it."""
+    return conn.execute(
+        "SELECT relname, relfilenode FROM pg_class WHERE relnamespace = 'pgq'::regnamespace "
+        "AND relkind IN ('r', 'i') ORDER BY 1"
+    ).fetchall()
+
+
+READ_CHANGED_COLUMNS = "SELECT id, queue, task, attempts, max_attempts FROM pgq.jobs ORDER BY id"
+
+
+def test_upgrade_from_0003_keeps_rows_and_the_table_in_place(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0003")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, attempts, max_attempts) "
+            "SELECT 'q' || i % 3, 't', i % 4, 5 FROM generate_series(1, 1000) AS i"
+        )
+        before = _storage(conn)
+        rows = conn.execute(READ_CHANGED_COLUMNS).fetchall()
+
+    migrate.upgrade(empty_db_url)
+
+    with psycopg.connect(empty_db_url) as conn:
+        # The table was not rewritten. PostgreSQL rebuilds the partial indexes on a column
+        # whose type changes (queue); the others are kept.
+        rebuilt = {name for name, node in _storage(conn) if dict(before)[name] != node}
+        assert rebuilt == {"jobs_claim_idx", "jobs_failed_queue_idx", "jobs_finished_stats_idx"}
+        assert conn.execute(READ_CHANGED_COLUMNS).fetchall() == rows
+        # psycopg reads domains as their base types (PostgreSQL sends the base type's oid).
+        assert [type(value) for value in rows[0]] == [int, str, str, int, int]
+        views = conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'pgq'").fetchall()
+        assert len(views) == 4
+
+
+def test_downgrade_from_0004_restores_0003(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0003")
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 't')")
+
+    migrate.downgrade(empty_db_url, "pgq_0003")
+
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)

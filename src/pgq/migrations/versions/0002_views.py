@@ -26,12 +26,17 @@ depends_on = None
 #   finished in the last 24 hours.
 # None of the new indexes holds lease_expires_at, so heartbeats stay HOT updates, and each
 # only receives rows whose state already changes (a non-HOT update anyway).
-UPGRADE = """
+INDEXES = """
 CREATE INDEX jobs_finished_stats_idx ON pgq.jobs (finished_at) INCLUDE (queue, state)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
 CREATE INDEX jobs_failed_queue_idx ON pgq.jobs (queue) WHERE state = 'failed';
 CREATE INDEX jobs_errors_idx ON pgq.jobs (finished_at) WHERE errors <> '[]'::jsonb;
+"""
 
+# VIEWS and DROP_VIEWS are also run by 0004, which changes the types of columns the views
+# read (PostgreSQL refuses that while a view depends on them): never edit them; a later
+# change to a view belongs in a migration of its own.
+VIEWS = """
 CREATE VIEW pgq.queue_stats AS
 WITH queued AS (
     SELECT queue,
@@ -164,20 +169,32 @@ ORDER BY 1, 2;
 COMMENT ON VIEW pgq.throughput IS
     'pgq: jobs finished per minute and queue over the last 24 hours; minutes without '
     'finished jobs have no row. Stable interface.';
-
-COMMENT ON SCHEMA pgq IS 'pgq schema 2';
 """
 
-DOWNGRADE = """
+UPGRADE = (
+    INDEXES
+    + VIEWS
+    + """
+COMMENT ON SCHEMA pgq IS 'pgq schema 2';
+"""
+)
+
+DROP_VIEWS = """
 DROP VIEW pgq.throughput;
 DROP VIEW pgq.running_jobs;
 DROP VIEW pgq.recent_failures;
 DROP VIEW pgq.queue_stats;
+"""
+
+DOWNGRADE = (
+    DROP_VIEWS
+    + """
 DROP INDEX pgq.jobs_errors_idx;
 DROP INDEX pgq.jobs_failed_queue_idx;
 DROP INDEX pgq.jobs_finished_stats_idx;
 COMMENT ON SCHEMA pgq IS 'pgq schema 1';
 """
+)
 
 
 def upgrade() -> None:
