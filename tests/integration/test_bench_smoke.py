@@ -1,8 +1,9 @@
 """The benchmark suite end to end, small: so it cannot rot while nobody runs `make bench`.
 
 Runs ``python -m benchmarks --only drain --quick`` (a real ``pgq work`` subprocess draining
-a fresh database) and the latency scenario (``pgq work`` and the hand-written yardstick
-woken by NOTIFY) against the server the test session uses. Nothing here is about speed.
+a fresh database), the latency scenario (``pgq work`` and the hand-written yardstick
+woken by NOTIFY) and scenario 1's loops against the server the test session uses.
+Nothing here is about speed.
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def test_quick_latency_times_pgq_and_its_hand_loop_yardstick(pg_server: devdb.Se
     rounding = half + half * (1 / theirs + mine / theirs**2)
     assert line["p50_vs_hand_loop"] == pytest.approx(mine / theirs, abs=rounding)
     assert "target" not in hand and isinstance(line["met"], bool)
+
+
+def test_quick_enqueue_single_compares_pgq_with_its_floors(pg_server: devdb.Server) -> None:
+    done = run_quick(pg_server, "enqueue_single")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = {line["variant"]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert list(lines) == ["floor", "pgq", "pgq_autocommit", "floor_no_flush", "pgq_no_flush"]
+    assert {line["n"] for line in lines.values()} == {200}
+    for name, floor in [("pgq", "floor"), ("pgq_no_flush", "floor_no_flush")]:
+        ours, theirs = lines[name], lines[floor]
+        # The JSON rounds per_s to one decimal; floor_per_s and ratio come from the
+        # unrounded rates (ratio rounded to 3 decimals).
+        assert ours["floor_per_s"] == pytest.approx(theirs["per_s"], abs=0.05)
+        assert ours["ratio"] == pytest.approx(ours["per_s"] / theirs["per_s"], abs=0.001)
+    assert isinstance(lines["pgq"]["met"], bool) and "target" not in lines["pgq_no_flush"]
 
 
 def test_an_unknown_scenario_fails_in_one_line_without_touching_the_database() -> None:
