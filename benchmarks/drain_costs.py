@@ -4,7 +4,9 @@ each of the worker's backends, per job.
 Queues ``n`` no-op jobs in a fresh database, drains them with one ``pgq work`` (as
 scenario 3 does), and prints one JSON line. WAL is read from pg_stat_wal before and after
 the drain, so nothing else may write to the server meanwhile. The backends' CPU comes from
-/proc (Linux, same machine as the server), read every POLL seconds while they live.
+/proc (Linux, same machine as the server), read every POLL seconds while they live: a
+backend's last POLL seconds go uncounted, and one that lives less than that may be missed
+altogether, so drain enough jobs to keep the worker busy for seconds.
 
     .venv/bin/python -m benchmarks.drain_costs [-n 100000]
 
