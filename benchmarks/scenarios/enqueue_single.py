@@ -74,6 +74,7 @@ def run(ctx: Context) -> Iterator[Result]:
 
 
 def compared(ours: Result, floor: Result) -> Result:
+    """``ours`` with its ratio to ``floor`` (and the floor's rate) in its extra fields."""
     ours.extra = {"ratio": ratio(ours.per_s, floor.per_s), "floor_per_s": floor.per_s}
     return ours
 
