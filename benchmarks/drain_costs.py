@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.db import connect, fetch, fresh_database, one
 from benchmarks.scenarios.drain import burst_drain, enqueue_noops
-from benchmarks.scenarios.soak import backend_cpu_seconds
+from benchmarks.workers import backend_cpu_seconds
 from pgq import devdb
 
 N_DEFAULT = 100_000

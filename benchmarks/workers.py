@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks.db import BenchError
 
@@ -129,6 +130,19 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds(sessions: list[tuple[Any, ...]]) -> dict[int, tuple[str, float]]:
+    """{pid: (application_name, CPU seconds so far)} of database sessions whose rows start
+    with pid and application_name (session_activity.sql, pgq_backends.sql); a session
+    without a name (the soak's enqueuer, its long transaction) is "other". Sessions whose
+    backend is gone are left out."""
+    found = {}
+    for pid, name, *_ in sessions:
+        seconds = process_cpu_seconds(pid)
+        if seconds is not None:
+            found[pid] = (name or "other", seconds)
+    return found
 
 
 def read_status_kib(pid: int, field: str) -> int:

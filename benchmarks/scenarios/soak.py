@@ -40,7 +40,7 @@ from benchmarks.db import BenchError, connect, fetch, fresh_database, one, serve
 from benchmarks.harness import Context, Result, ratio
 from benchmarks.scenarios.drain import burst_drain, enqueue_noops
 from benchmarks.scenarios.scale_out import wait_listening
-from benchmarks.workers import WorkerProcess, process_cpu_seconds
+from benchmarks.workers import WorkerProcess, backend_cpu_seconds
 
 NAME = "soak"
 DURATION, DURATION_QUICK = 600.0, 40.0
@@ -194,18 +194,6 @@ def machine_busy_seconds() -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu_seconds(sessions: list[tuple[Any, ...]]) -> dict[int, tuple[str, float]]:
-    """{pid: (application_name, CPU seconds so far)} of the database's other sessions
-    (session_activity.sql's rows start with pid and application_name); sessions without
-    a name (the enqueuer's, the long transaction's) are "other"."""
-    found = {}
-    for pid, name, *_ in sessions:
-        seconds = process_cpu_seconds(pid)
-        if seconds is not None:
-            found[pid] = (name or "other", seconds)
-    return found
 
 
 def backend_cores(

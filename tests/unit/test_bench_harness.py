@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from benchmarks import cli, harness
+from benchmarks import cli, harness, workers
 from benchmarks.scenarios import soak
 from benchmarks.workers import parse_status_kib
 
@@ -256,11 +256,11 @@ def test_backend_cores_add_up_each_kind_of_backend_per_period() -> None:
 
 
 def test_backend_cpu_seconds_reads_live_processes_and_names_the_nameless() -> None:
-    if soak.process_cpu_seconds(os.getpid()) is None:
+    if workers.process_cpu_seconds(os.getpid()) is None:
         pytest.skip("no /proc on this system")
     gone = 2**22 + 1  # above Linux's largest pid
     sessions = [(os.getpid(), "", "active"), (gone, "pgq claim", "idle")]
-    found = soak.backend_cpu_seconds(sessions)
+    found = workers.backend_cpu_seconds(sessions)
     assert list(found) == [os.getpid()]
     name, seconds = found[os.getpid()]
     assert name == "other" and seconds > 0
