@@ -25,6 +25,7 @@ from pgq.errors import (
 )
 from pgq.registry import JobSpec, Task, task
 from pgq.retry import Backoff
+from pgq.runner import JobContext
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DatabaseUrlError",
     "Fail",
+    "JobContext",
     "JobSpec",
     "OptionError",
     "PgqError",

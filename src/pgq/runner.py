@@ -49,14 +49,17 @@ class JobContext:
 
     A long task should check :meth:`should_stop` now and then and return (or raise) when it
     is true: the worker is shutting down, the job's timeout passed, an operator cancelled it,
-    or its lease was lost.
+    or its lease was lost. :attr:`stop_reason` says which.
     """
 
     job: ClaimedJob
     worker_id: str
     timeout: float | None = None
     worker_stopping: threading.Event = field(default_factory=threading.Event, repr=False)
-    stop_reason: str | None = None  # set once; read by task threads
+    # Why the worker interrupted this attempt (timeout, cancelled, lease_lost, shutdown once
+    # the grace period is over): set once, read by task threads. It decides the outcome, so
+    # it is kept apart from a shutdown that only asks the task to finish within the grace.
+    interrupt: str | None = None
     # A sync attempt's timeout, in time.monotonic(): set when its thread starts it, and
     # checked whenever the context is asked (Python cannot interrupt a thread, and the
     # attempt counts as a timeout if it returns after this).
@@ -79,8 +82,17 @@ class JobContext:
         return self.job.enqueued_at
 
     @property
-    def timed_out(self) -> bool:
+    def stop_reason(self) -> str | None:
+        """Why the task should stop: ``timeout``, ``cancelled``, ``lease_lost`` or
+        ``shutdown`` (the worker is stopping: finish within the grace period); None while
+        it may go on."""
         self._check_deadline()
+        if self.interrupt is not None:
+            return self.interrupt
+        return "shutdown" if self.worker_stopping.is_set() else None
+
+    @property
+    def timed_out(self) -> bool:
         return self.stop_reason == "timeout"
 
     @property
@@ -91,17 +103,20 @@ class JobContext:
     def shutting_down(self) -> bool:
         return self.stop_reason == "shutdown"
 
+    @property
+    def lease_lost(self) -> bool:
+        return self.stop_reason == "lease_lost"
+
     def should_stop(self) -> bool:
         """True once the task should wind down: the worker is stopping, the timeout passed,
         an operator cancelled the job, or its lease was lost."""
-        self._check_deadline()
-        return self.stop_reason is not None or self.worker_stopping.is_set()
+        return self.stop_reason is not None
 
     def request_stop(self, reason: str) -> None:
         # The first reason wins: a job that timed out stays a timeout even if shutdown follows.
         self._check_deadline()
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        if self.interrupt is None:
+            self.interrupt = reason
 
     def start_clock(self) -> None:
         """A sync attempt starts now: its timeout counts from here."""
@@ -115,8 +130,8 @@ class JobContext:
 
     def _check_deadline(self) -> None:
         deadline = self.deadline
-        if deadline is not None and self.stop_reason is None and time.monotonic() >= deadline:
-            self.stop_reason = "timeout"
+        if deadline is not None and self.interrupt is None and time.monotonic() >= deadline:
+            self.interrupt = "timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +171,7 @@ def outcome_of_call(
     """The outcome of an attempt that returned (``error`` None) or raised ``error``."""
     if error is not None:
         return outcome_of_exception(task, job, ctx, error)
-    return _stopped_outcome(task, job, ctx) if ctx.stop_reason else SUCCEEDED
+    return _stopped_outcome(task, job, ctx) if ctx.interrupt else SUCCEEDED
 
 
 async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
@@ -175,14 +190,14 @@ async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
 
 
 def _stopped_outcome(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
-    if ctx.stop_reason == "timeout":
+    if ctx.interrupt == "timeout":
         message = f"the attempt ran past the task's timeout of {task.timeout}s"
         return Outcome(
             "retry",
             delay=task.backoff.delay(job.attempt),
             error=error_entry("timeout", message, None),
         )
-    if ctx.stop_reason == "cancelled":
+    if ctx.interrupt == "cancelled":
         return Outcome("cancelled")
     # shutdown or lost lease: give the job back without counting the attempt; a lost lease's
     # write is fenced out anyway.
@@ -192,7 +207,7 @@ def _stopped_outcome(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
 def outcome_of_exception(
     task: Task, job: ClaimedJob, ctx: JobContext, exc: BaseException
 ) -> Outcome:
-    if ctx.stop_reason is not None:
+    if ctx.interrupt is not None:
         return _stopped_outcome(task, job, ctx)
     if isinstance(exc, Snooze):
         return Outcome("snooze", delay=max(0.0, exc.delay))

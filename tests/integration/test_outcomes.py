@@ -675,7 +675,8 @@ def test_during_the_grace_period_the_tasks_own_outcome_is_written(
         deadline = time.monotonic() + WAIT_TIMEOUT
         while not ctx.should_stop() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert ctx.stop_reason is None, "within the grace, nothing has decided for the task"
+        assert ctx.stop_reason == "shutdown", "the task is told why it should stop"
+        assert ctx.interrupt is None, "within the grace, nothing has decided for the task"
         if ending == "snoozes":
             raise pgq.Snooze(0)
 

@@ -3,12 +3,14 @@ whenever the context is asked, and is judged once and for all by stop_clock().""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
 from pgq.runner import ClaimedJob, JobContext
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+JOB = ClaimedJob(1, "default", "t", {}, 1, 3, 1, 0, NOW, NOW)
 
 
 def context(timeout: float | None) -> JobContext:
@@ -62,3 +64,14 @@ def test_without_a_timeout_there_is_no_deadline() -> None:
     ctx.start_clock()
     assert ctx.deadline is None
     assert not ctx.should_stop()
+
+
+def test_during_shutdown_the_stop_reason_says_so_without_deciding_the_outcome() -> None:
+    stopping = threading.Event()
+    ctx = JobContext(JOB, "w", worker_stopping=stopping)
+    assert (ctx.should_stop(), ctx.stop_reason) == (False, None)
+    stopping.set()
+    assert (ctx.should_stop(), ctx.stop_reason, ctx.shutting_down) == (True, "shutdown", True)
+    assert ctx.interrupt is None, "a task that returns within the grace has succeeded"
+    ctx.request_stop("lease_lost")
+    assert (ctx.stop_reason, ctx.lease_lost) == ("lease_lost", True)
