@@ -38,7 +38,7 @@ class Completer:
         self,
         execute: Execute,
         batch_max: int = BATCH_MAX_DEFAULT,
-        on_lost: Callable[[ClaimedJob], None] | None = None,
+        on_lost: Callable[[ClaimedJob, Outcome], None] | None = None,
     ) -> None:
         self._execute = execute
         self._on_lost = on_lost
@@ -115,7 +115,7 @@ class Completer:
             if item.job.id not in applied:
                 self.lost += 1
                 if self._on_lost is not None:
-                    self._on_lost(item.job)
+                    self._on_lost(item.job, item.outcome)
                 log.warning(
                     "lease lost: job %d was taken back before its outcome %r was "
                     "written; nothing was changed",

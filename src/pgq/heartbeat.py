@@ -1,12 +1,18 @@
 """Keep the leases of running jobs alive, and hear about lost leases and cancels.
 
-Every ``lease / 3`` one statement extends the lease of every job still running in this
-worker, so a live worker never loses a job to the reaper even when one heartbeat fails.
+One statement extends the lease of every job this worker holds. A beat is due a third of
+the shortest lease held after the previous one, so a live worker never loses a job to the
+reaper even when one beat fails. The schedule follows the jobs held: when jobs are
+claimed with a shorter lease than the heartbeat is sleeping for, :meth:`Heartbeat.claimed`
+brings the next beat forward. (Sleeping for an interval chosen when the heartbeat went to
+sleep let a job claimed with a 3 s lease wait for the idle worker's 10 s beat; the reaper
+requeued it meanwhile and the same worker started a second attempt beside the first.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +23,7 @@ from pgq.runner import ClaimedJob
 log = logging.getLogger("pgq.worker")
 
 Execute = Callable[[store.Statement], Awaitable[list[store.Row]]]
+BEATS_PER_LEASE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +51,44 @@ class Heartbeat:
         self._held = held
         self._on_result = on_result
         self._default_lease = default_lease
+        self._due: float | None = None  # loop time of the next beat, once run() started
+        self._rescheduled = asyncio.Event()
 
     def interval(self) -> float:
+        """Seconds from one beat to the next: a third of the shortest lease held."""
         leases = [h.lease for h in self._held()] or [self._default_lease]
-        return min(leases) / 3
+        return min(leases) / BEATS_PER_LEASE
+
+    def claimed(self, lease: float) -> None:
+        """Jobs were just claimed with ``lease`` seconds: beat before a third of it passes.
+
+        Call it on the loop as soon as the claim returns; the leases started in the
+        database a moment before."""
+        if self._due is None:
+            return  # not running yet: run() starts from the jobs held by then
+        due = asyncio.get_running_loop().time() + lease / BEATS_PER_LEASE
+        if due < self._due:
+            self._due = due
+            self._rescheduled.set()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.interval()
         while True:
-            await asyncio.sleep(self.interval())
+            await self._sleep_until_due(loop)
             try:
                 await self.run_once()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", " ".join(str(exc).split()))
+            self._due = loop.time() + self.interval()
+
+    async def _sleep_until_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._due is not None
+        while (left := self._due - loop.time()) > 0:
+            self._rescheduled.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._rescheduled.wait()
 
     async def run_once(self) -> HeartbeatResult:
         held = list(self._held())

@@ -88,6 +88,10 @@ class WorkerStats:
     snoozed: int = 0
     cancelled: int = 0
     released: int = 0
+    lost: int = 0  # attempts whose lease was lost: their outcomes were not written
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {value}" for name, value in vars(self).items())
 
 
 @dataclass(eq=False, slots=True)
@@ -99,6 +103,7 @@ class _Running:
     started: float  # loop time
     handle: asyncio.Task[None] | None = None  # async tasks: what runs them on the loop
     begun: bool = False  # sync tasks: a thread began the attempt (under _start_lock)
+    lost: bool = False  # the lease is no longer ours: not held, its outcome not written
 
 
 class Worker:
@@ -158,7 +163,7 @@ class Worker:
             self.config.database_url, "claim", setup=store.use_generic_plans()
         )
         self._write_db = ReconnectingConnection(self.config.database_url, "writer")
-        self._completer = Completer(self._write_db.execute, on_lost=self.events.lease_lost)
+        self._completer = Completer(self._write_db.execute, on_lost=self._outcome_lost)
         self._heartbeat = Heartbeat(
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
         )
@@ -270,6 +275,13 @@ class Worker:
         self.stats.claimed += len(jobs)
         if jobs:
             self.events.jobs_claimed(jobs)
+            self._heartbeat.claimed(min(self._lease_of(job) for job in jobs))
+            for job in jobs:
+                if job.id in self._running:
+                    # Claimed again while an older attempt still runs here: that attempt's
+                    # lease is certainly gone (the reaper took the job back). It is told
+                    # now; the new attempt waits in _ready until the old one returns.
+                    self._interrupt(job.id, "lease_lost")
         self._ready.extend(jobs)
         self._start_ready()
         return jobs
@@ -292,12 +304,14 @@ class Worker:
         # Sync jobs go to the threads' queue at once: there are `concurrency` threads, and a
         # thread that finishes a job takes the next without waking the loop. Async jobs
         # start on the loop while a slot is free.
+        # A job whose earlier attempt (its lease lost) still runs here waits until that
+        # attempt returns: two attempts of one job never overlap (guarantee 3).
         waiting: deque[ClaimedJob] = deque()
         while self._ready:
             job = self._ready.popleft()
             task = self.registry.get(job.task)
             assert task is not None, "claimed only registered task names"
-            if task.is_async and not self._take_async_slot():
+            if job.id in self._running or (task.is_async and not self._take_async_slot()):
                 waiting.append(job)
             else:
                 self._start(job, task)
@@ -339,7 +353,7 @@ class Worker:
             slots.take()
         try:
             with self._start_lock:
-                if self._stopping.is_set() or ctx.stop_reason is not None:
+                if self._stopping.is_set() or ctx.interrupt is not None:
                     return False
                 running.begun = True
             ctx.start_clock()
@@ -369,11 +383,12 @@ class Worker:
         self._after_finishing()
 
     def _not_started(self, running: _Running) -> None:
-        reason = running.ctx.stop_reason
+        reason = running.ctx.interrupt
         if reason == "lease_lost":
             # Reported when the heartbeat found out; nothing to write, the job is not ours.
             if self._running.get(running.job.id) is running:
                 del self._running[running.job.id]
+                self.stats.lost += 1
             return
         # Still ours: end it as the operator asked, or give it back uncounted.
         self._finished(running, Outcome("cancelled" if reason == "cancelled" else "release"), 0)
@@ -383,10 +398,32 @@ class Worker:
         if self._running.get(job.id) is not running:
             return  # released at shutdown while still running; its outcome is moot
         del self._running[job.id]
+        if running.lost:
+            self._drop_lost(job, outcome)
+            return
         self._record(running.task, job, outcome, seconds)
         if outcome.kind in ("retry", "snooze"):
             self._loop.call_later(outcome.delay, self._wakeup.set)
         self._completer.submit(job, outcome)
+
+    def _drop_lost(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """An attempt whose lease was lost ended: nothing to write, the job is not ours."""
+        self.stats.lost += 1
+        log.warning(
+            "lease lost: job %d attempt %d ended after its lease was lost; its outcome (%s) "
+            "was not written",
+            job.id,
+            job.attempt,
+            outcome.kind,
+            extra=_fields(job),
+        )
+
+    def _outcome_lost(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """The completer found the lease gone when writing ``outcome``: undo its count."""
+        counter = _COUNTERS[_counted_kind(job, outcome)]
+        setattr(self.stats, counter, getattr(self.stats, counter) - 1)
+        self.stats.lost += 1
+        self.events.lease_lost(job)
 
     def _after_finishing(self) -> None:
         if not self._stopping.is_set():
@@ -398,17 +435,8 @@ class Worker:
         self._avg_duration = seconds if avg is None else avg + DURATION_SMOOTHING * (seconds - avg)
 
     def _record(self, task: Task, job: ClaimedJob, outcome: Outcome, seconds: float) -> None:
-        kind = outcome.kind
-        if kind == "retry" and job.attempt >= job.max_attempts:
-            kind = "failed"
-        counter = {
-            "succeeded": "succeeded",
-            "retry": "retried",
-            "failed": "failed",
-            "snooze": "snoozed",
-            "cancelled": "cancelled",
-            "release": "released",
-        }[kind]
+        kind = _counted_kind(job, outcome)
+        counter = _COUNTERS[kind]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         self.events.job_finished(job, counter, seconds)
         if outcome.error is None:
@@ -443,7 +471,7 @@ class Worker:
     # --- heartbeat --------------------------------------------------------------------------
 
     def _held(self) -> list[Held]:
-        running = [Held(r.job, r.lease) for r in self._running.values()]
+        running = [Held(r.job, r.lease) for r in self._running.values() if not r.lost]
         return running + [Held(job, self._lease_of(job)) for job in self._ready]
 
     def _on_heartbeat(self, result: HeartbeatResult) -> None:
@@ -457,11 +485,16 @@ class Worker:
         if running is None:
             self._drop_ready(job_id, reason)
             return
+        if running.lost:
+            return  # told already; a newer claim of the same id waits in _ready
         if reason == "lease_lost":
+            running.lost = True
             self.events.lease_lost(running.job)
             log.warning(
-                "lease lost: job %d is no longer held by this worker",
+                "lease lost: job %d attempt %d is no longer held by this worker; "
+                "the task is asked to stop and its outcome will not be written",
                 job_id,
+                running.job.attempt,
                 extra=_fields(running.job),
             )
         with self._start_lock:
@@ -483,6 +516,7 @@ class Worker:
         self._ready.remove(job)
         self._slot_freed.set()
         if reason == "lease_lost":
+            self.stats.lost += 1
             self.events.lease_lost(job)
             log.warning(
                 "lease lost: job %d (claimed ahead) will not run here", job_id, extra=_fields(job)
@@ -554,21 +588,21 @@ class Worker:
 
     async def _finish_or_release(self) -> None:
         """Let running jobs finish within the grace period, then give the rest back."""
-        while self._ready:  # claimed ahead, never started: give them back at once
-            job = self._ready.popleft()
-            self.stats.released += 1
-            self.events.job_finished(job, "released", 0.0)
-            self._completer.submit(job, Outcome("release"))
+        self._release_ready()  # claimed ahead, never started: give them back at once
         for running in self._threads.drain():  # sync jobs no thread has started yet
             self._not_started(running)
         deadline = self._loop.time() + self.config.grace
         while self._running and (left := deadline - self._loop.time()) > 0:
             await self._wait(self._slot_freed, left)
+        self._release_ready()  # those whose lost attempt returned within the grace
         leftovers = list(self._running.values())
         for running in leftovers:
             running.ctx.request_stop("shutdown")
             if running.handle is not None:
                 running.handle.cancel()  # its runner turns the cancel into a release
+            elif running.lost:
+                del self._running[running.job.id]  # not ours: nothing to write
+                self._abandoned_threads = True
             else:
                 # The thread cannot be stopped; release the job now and exit without it.
                 del self._running[running.job.id]
@@ -579,10 +613,42 @@ class Worker:
         if pending:
             await asyncio.wait(pending, timeout=RELEASE_WAIT)
 
+    def _release_ready(self) -> None:
+        """Give back the claimed-ahead jobs, except one whose earlier attempt (its lease
+        lost) still runs here: released, it could start elsewhere beside that attempt. Its
+        lease lapses when this process exits, and the reaper returns it."""
+        keep: deque[ClaimedJob] = deque()
+        while self._ready:
+            job = self._ready.popleft()
+            if job.id in self._running:
+                keep.append(job)
+                continue
+            self.stats.released += 1
+            self.events.job_finished(job, "released", 0.0)
+            self._completer.submit(job, Outcome("release"))
+        self._ready = keep
+
     @property
     def abandoned_threads(self) -> bool:
         """True when sync tasks were still running at shutdown (the process must exit hard)."""
         return self._abandoned_threads
+
+
+_COUNTERS = {
+    "succeeded": "succeeded",
+    "retry": "retried",
+    "failed": "failed",
+    "snooze": "snoozed",
+    "cancelled": "cancelled",
+    "release": "released",
+}
+
+
+def _counted_kind(job: ClaimedJob, outcome: Outcome) -> str:
+    """The outcome as the worker counts it: a retry on the last attempt is a failure."""
+    if outcome.kind == "retry" and job.attempt >= job.max_attempts:
+        return "failed"
+    return outcome.kind
 
 
 def _fields(job: ClaimedJob) -> dict[str, Any]:

@@ -105,18 +105,21 @@ def test_a_stale_workers_heartbeats_and_late_outcome_change_nothing(
     assert before["lease_token"] == claimed["lease_token"] + 1
 
     stale.signal(signal.SIGCONT)
-    lost = f"lease lost: job {job_id} is no longer held by this worker"
-    # Two heartbeats sent with the stale token, each reporting the loss.
-    wait_for(lambda: stale.log().count(lost) >= 2, what="two stale heartbeats")
+    # A heartbeat sent with the stale token reports the loss, once: the job is no longer
+    # held, so later heartbeats leave it out.
+    stale.wait_logged(f"lease lost: job {job_id} attempt 1 is no longer held by this worker")
     assert snapshot(conn, job_id) == before
 
     conn.execute("INSERT INTO gates (job_id) VALUES (%s)", (job_id,))  # the task returns
-    stale.wait_logged(f"lease lost: job {job_id} was taken back before its outcome 'release'")
+    stale.wait_logged(f"lease lost: job {job_id} attempt 1 ended after its lease was lost")
     assert snapshot(conn, job_id) == before
     stale.signal(signal.SIGTERM)
     assert stale.wait_exit(30) == 0, stale.log()
     assert snapshot(conn, job_id) == before
     assert attempts_run(conn, job_id) == [(1, stale.pid), (2, second.pid)]
+    assert stale.log().count("is no longer held by this worker") == 1
+    assert "succeeded 0, retried 0, failed 0" in stale.log(), "its attempt is not counted"
+    assert "lost 1" in stale.log()
 
 
 def test_a_stale_workers_success_written_after_the_job_ran_elsewhere_changes_nothing(
@@ -152,6 +155,8 @@ def test_a_stale_workers_success_written_after_the_job_ran_elsewhere_changes_not
     assert stale.wait_exit(30) == 0, stale.log()
     assert snapshot(conn, job_id) == before
     assert attempts_run(conn, job_id) == [(1, stale.pid), (2, second.pid)]
+    assert "succeeded 0" in stale.log(), "an outcome thrown away is not counted as written"
+    assert "lost 1" in stale.log()
 
 
 WARM_UP_JOBS = 30  # instant jobs that teach a worker to claim ahead
@@ -191,9 +196,9 @@ def test_a_stale_worker_never_starts_a_job_it_claimed_ahead_and_lost(
     before = run_elsewhere(conn, ahead, second)
 
     stale.signal(signal.SIGCONT)
-    stale.wait_logged(f"lease lost: job {gated_id} is no longer held by this worker")
+    stale.wait_logged(f"lease lost: job {gated_id} attempt 1 is no longer held by this worker")
     conn.execute("INSERT INTO gates (job_id) VALUES (%s)", (gated_id,))
-    stale.wait_logged(f"lease lost: job {gated_id} was taken back before its outcome 'release'")
+    stale.wait_logged(f"lease lost: job {gated_id} attempt 1 ended after its lease was lost")
     stale.signal(signal.SIGTERM)
     assert stale.wait_exit(30) == 0, stale.log()
     assert {j: snapshot(conn, j) for j in ahead} == before, "fenced: rows unchanged"

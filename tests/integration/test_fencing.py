@@ -281,5 +281,6 @@ def test_a_worker_that_loses_its_lease_stops_the_task_and_leaves_the_row_alone(
         second.lease_token,
     )
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"lease lost: job {job_id} is no longer held") for m in messages)
-    assert any(m.startswith(f"lease lost: job {job_id} was taken back") for m in messages)
+    assert any(m.startswith(f"lease lost: job {job_id} attempt 1 is no longer") for m in messages)
+    assert any(m.startswith(f"lease lost: job {job_id} attempt 1 ended") for m in messages)
+    assert (worker.stats.succeeded, worker.stats.released, worker.stats.lost) == (0, 0, 1)
