@@ -119,3 +119,20 @@ def test_drain_costs_counts_wal_and_backend_cpu_per_job(pg_server: devdb.Server)
     assert line["wal_records_per_job"] > 3 and line["wal_bytes_per_job"] > 100
     if sys.platform == "linux":
         assert {"pgq claim", "pgq writer"} <= set(line["backend_cpu_us_per_job"])
+
+
+@pytest.mark.skipif(not (ROOT / ".venv").is_dir(), reason="compare runs checkouts' .venv")
+def test_compare_alternates_two_checkouts_and_sums_up_their_ratio(
+    pg_server: devdb.Server,
+) -> None:
+    done = run_module(
+        pg_server,
+        "benchmarks.compare",
+        *("--base", str(ROOT), "--rounds", "2", "drain_costs", "-n", "2000"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    *runs, summary = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["round"], r["variant"]) for r in runs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
+    assert all(r["per_s"] > 0 for r in runs)
+    assert summary["rounds"] == 2
+    assert summary["b_over_a_min"] <= summary["b_over_a_median"] <= summary["b_over_a_max"]
