@@ -169,15 +169,17 @@ def test_retry_on_the_last_attempt_fails_the_job(
 ) -> None:
     @pgq.task(name="outcomes.retry_last", registry=reg, max_attempts=1)
     def retry_last() -> None:
-        raise pgq.Retry(delay=0)
+        raise pgq.Retry(delay=600)
 
     job_id = pgq.enqueue(conn, retry_last)
+    enqueued = job(conn, job_id)
 
     stats = run_burst(db_url, reg)
 
     row = job(conn, job_id)
     assert (row["state"], row["attempts"], len(row["errors"])) == ("failed", 1, 1)
     assert row["finished_at"] is not None
+    assert row["run_at"] == enqueued["run_at"], "a failed job is not due again later"
     assert stats.failed == 1
 
 

@@ -3,7 +3,8 @@
 -- whose job the reaper requeued, or another worker re-claimed) changes nothing, and sees
 -- its id missing from RETURNING.
 --   succeeded / failed / cancelled  final now
---   retry    queued again after delay, counted; failed when attempts are used up
+--   retry    queued again after delay, counted; failed when attempts are used up (its
+--            run_at then stays: a failed job is never due after it finished)
 --   snooze   queued again after delay, not counted
 --   release  queued again now, not counted (graceful shutdown)
 -- An error, when given, is appended with the attempt number and database time.
@@ -29,7 +30,8 @@ SET state = CASE
     END::pgq.job_state,
     attempts = CASE WHEN h.outcome IN ('snooze', 'release') THEN j.attempts - 1
                     ELSE j.attempts END,
-    run_at = CASE WHEN h.outcome IN ('retry', 'snooze')
+    run_at = CASE WHEN h.outcome = 'snooze'
+                    OR (h.outcome = 'retry' AND j.attempts < j.max_attempts)
                   THEN now() + make_interval(secs => h.delay)
                   ELSE j.run_at END,
     finished_at = CASE
