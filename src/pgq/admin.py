@@ -168,12 +168,19 @@ def retry_jobs(
     reported in ``skipped`` with the reason; nothing is raised for them.
     """
     result = RetryResult()
-    for batch in _batches(check_job_ids(ids), _check_batch_size(batch_size)):
+    for batch in _batches(check_job_ids(ids), check_batch_size(batch_size)):
         rows = _with_unique_retries(conn, store.retry_jobs(ids=batch, now=now))
         done = [row[0] for row in rows]
         result.retried += done
         result.skipped.update(_explain(conn, batch, done, _retry_reason))
     return result
+
+
+def count_failed(conn: Connection, *, queue: str | None = None, task: str | None = None) -> int:
+    """How many failed jobs (of ``queue`` and ``task`` when given) there are now: the
+    total :func:`retry_failed` starts from, for a progress bar."""
+    queue = options.check_queue(queue) if queue is not None else None
+    return int(store.fetch(conn, store.count_failed_jobs(queue=queue, task=task))[0][0])
 
 
 def retry_failed(
@@ -192,7 +199,7 @@ def retry_failed(
     Jobs whose unique key is held by a live job stay failed and are counted in ``skipped``.
     """
     queue = options.check_queue(queue) if queue is not None else None
-    size = _check_batch_size(batch_size)
+    size = check_batch_size(batch_size)
     result, after_id = RetryFailedResult(), 0
     while True:
         statement = store.retry_failed_jobs(
@@ -222,7 +229,7 @@ def cancel_jobs(
     it sees the flag at its next heartbeat. Other ids are reported in ``skipped``.
     """
     result = CancelResult()
-    for batch in _batches(check_job_ids(ids), _check_batch_size(batch_size)):
+    for batch in _batches(check_job_ids(ids), check_batch_size(batch_size)):
         with conn.transaction():
             rows = store.fetch(conn, store.cancel_jobs(ids=batch, now=now))
         result.cancelled += [job_id for job_id, state in rows if state == "cancelled"]
@@ -258,7 +265,8 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
-def _check_batch_size(size: int) -> int:
+def check_batch_size(size: int) -> int:
+    """``size`` if it is a valid batch size for retry and cancel; OptionError otherwise."""
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= LIST_LIMIT_MAX:
         raise OptionError(f"batch size must be between 1 and {LIST_LIMIT_MAX}, not {size!r}")
     return size

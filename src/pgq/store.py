@@ -313,6 +313,11 @@ def retry_failed_jobs(
     return Statement("job_retry_failed", locals())
 
 
+def count_failed_jobs(*, queue: str | None, task: str | None) -> Statement:
+    """``(count,)``: the failed jobs :func:`retry_failed_jobs` would look at."""
+    return Statement("job_count_failed", locals())
+
+
 def cancel_jobs(*, ids: list[int], now: Any = None) -> Statement:
     """Cancel queued jobs, request a stop of running ones; returns ``(id, new_state)`` each."""
     return Statement("job_cancel_many", locals())

@@ -15,12 +15,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help, laid out like click's: typer's rich panels label every option with its
+    # Python type (`<str>`, `<bool>`, even for --help), which reads like a bug.
+    rich_markup_mode=None,
 )
 
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
+        metavar="URL",
         help="PostgreSQL URL. Default: $PGQ_DATABASE_URL, else $DATABASE_URL, else "
         "postgresql://postgres@localhost:5432/postgres.",
         show_default=False,

@@ -52,7 +52,9 @@ def reap(
     once: Annotated[
         bool, typer.Option("--once", help="Run one pass, print what it did, and exit.")
     ] = False,
-    interval: Annotated[str, typer.Option(help=f"Time between passes: {DURATION_HELP}.")] = "5s",
+    interval: Annotated[
+        str, typer.Option(metavar="DURATION", help=f"Time between passes: {DURATION_HELP}.")
+    ] = "5s",
     json_output: JsonOutput = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -83,16 +85,24 @@ def reap(
 @app.command()
 def prune(
     succeeded_after: Annotated[
-        str, typer.Option(help="Delete succeeded jobs finished longer ago than this.")
+        str,
+        typer.Option(
+            metavar="DURATION", help="Delete succeeded jobs finished longer ago than this."
+        ),
     ] = "1d",
     cancelled_after: Annotated[
-        str, typer.Option(help="Delete cancelled jobs finished longer ago than this.")
+        str,
+        typer.Option(
+            metavar="DURATION", help="Delete cancelled jobs finished longer ago than this."
+        ),
     ] = "7d",
     failed_after: Annotated[
-        str, typer.Option(help="Delete failed jobs finished longer ago than this.")
+        str,
+        typer.Option(metavar="DURATION", help="Delete failed jobs finished longer ago than this."),
     ] = "30d",
     batch_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Rows deleted per transaction.")
+        int,
+        typer.Option(min=1, max=100_000, metavar="N", help="Rows deleted per transaction."),
     ] = reaper.PRUNE_BATCH_SIZE_DEFAULT,
     json_output: JsonOutput = False,
     database_url: DatabaseUrl = None,

@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -24,6 +24,13 @@ from typing import Annotated, Any
 import psycopg
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -37,8 +44,12 @@ from pgq.migrate import check_schema
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")
 ]
-QueueFilter = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")]
-TaskFilter = Annotated[str | None, typer.Option("--task", "-t", help="Only this task name.")]
+QueueFilter = Annotated[
+    str | None, typer.Option("--queue", "-q", metavar="QUEUE", help="Only this queue.")
+]
+TaskFilter = Annotated[
+    str | None, typer.Option("--task", "-t", metavar="TASK", help="Only this task name.")
+]
 EXIT_SOME_SKIPPED = 1
 STATS_COLUMNS = (
     *("queue", "ready", "scheduled", "running", "failed"),
@@ -80,13 +91,17 @@ def jobs(
     state: Annotated[
         str | None,
         typer.Option(
-            "--state", "-s", help="Only jobs in this state: " + ", ".join(admin.JOB_STATES)
+            "--state",
+            "-s",
+            metavar="STATE",
+            help="Only jobs in this state: " + ", ".join(admin.JOB_STATES),
         ),
     ] = None,
     queue: QueueFilter = None,
     task: TaskFilter = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", help="At most this many jobs, newest first.")
+        int,
+        typer.Option("--limit", "-n", metavar="N", help="At most this many jobs, newest first."),
     ] = admin.LIST_LIMIT_DEFAULT,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
@@ -134,7 +149,7 @@ def show(
 def retry(
     job_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[ID]...", help="Jobs to retry.", show_default=False),
+        typer.Argument(metavar="ID", help="Jobs to retry.", show_default=False),
     ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="Retry every failed job (of --queue / --task).")
@@ -142,7 +157,8 @@ def retry(
     queue: QueueFilter = None,
     task: TaskFilter = None,
     batch_size: Annotated[
-        int, typer.Option(help="Jobs per statement (and transaction) with --failed.")
+        int,
+        typer.Option(metavar="N", help="Jobs per statement (and transaction) with --failed."),
     ] = admin.BATCH_SIZE_DEFAULT,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
@@ -170,11 +186,11 @@ def retry(
 
 @app.command()
 def cancel(
-    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Jobs to cancel.")],
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID", help="Jobs to cancel.")],
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Cancel queued jobs; ask the workers running running jobs to stop them.
+    """Cancel queued jobs; ask the workers of running jobs to stop them.
 
     A running job stays running until its worker's next heartbeat sees the request.
     """
@@ -202,20 +218,34 @@ def cancel(
 
 @app.command()
 def enqueue(
-    task: Annotated[str, typer.Argument(help="Task name, as registered with @pgq.task.")],
+    task: Annotated[
+        str, typer.Argument(metavar="TASK", help="Task name, as registered with @pgq.task.")
+    ],
     args: Annotated[
-        str, typer.Option("--args", "-a", help='Keyword arguments as a JSON object: {"id": 42}.')
+        str,
+        typer.Option(
+            "--args", "-a", metavar="JSON", help='Keyword arguments as a JSON object: {"id": 42}.'
+        ),
     ] = "{}",
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue. Default: default.")
+        str | None,
+        typer.Option(
+            "--queue", "-q", metavar="QUEUE", help="Queue. Default: the task's, else default."
+        ),
     ] = None,
     delay: Annotated[
-        float | None, typer.Option(help="Seconds to wait before the job may run.")
+        float | None,
+        typer.Option(metavar="SECONDS", help="Seconds to wait before the job may run."),
     ] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first. Default: 0.")] = None,
-    max_attempts: Annotated[int | None, typer.Option(help="Default: 20.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(metavar="N", help="Higher runs first. Default: 0.")
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(metavar="N", help="Attempts before it fails. Default: 20.")
+    ] = None,
     unique_key: Annotated[
-        str | None, typer.Option(help="Skip if a queued or running job holds this key.")
+        str | None,
+        typer.Option(metavar="KEY", help="Skip if a queued or running job holds this key."),
     ] = None,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
@@ -270,21 +300,41 @@ def _database(database_url: str | None, *, autocommit: bool = True) -> Iterator[
 def _retry_failed(
     database_url: str | None, queue: str | None, task: str | None, batch_size: int, as_json: bool
 ) -> None:
-    def progress(so_far: admin.RetryFailedResult) -> None:
-        typer.echo(
-            f"pgq: retried {so_far.retried} jobs so far, after batch {so_far.batches}", err=True
-        )
-
+    try:
+        admin.check_batch_size(batch_size)  # before the bar starts drawing
+    except PgqError as exc:
+        fail(str(exc))
     with _database(database_url) as conn:
-        result = admin.retry_failed(
-            conn, queue=queue, task=task, batch_size=batch_size, on_batch=progress
-        )
+        total = admin.count_failed(conn, queue=queue, task=task)
+        with _progress_bar("retrying failed jobs", total) as advance:
+            result = admin.retry_failed(
+                conn, queue=queue, task=task, batch_size=batch_size, on_batch=advance
+            )
+            advance(result)
     if as_json:
         _print_json(asdict(result))
         return
     typer.echo(f"retried {_count(result.retried, 'failed job')}")
     if result.skipped:
         typer.echo(f"left {result.skipped} failed: a queued or running job holds their unique key")
+
+
+@contextlib.contextmanager
+def _progress_bar(what: str, total: int) -> Iterator[Callable[[admin.RetryFailedResult], None]]:
+    """A progress bar on stderr (its last state only, when stderr is not a terminal)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        bar = progress.add_task(what, total=total)
+
+        def advance(so_far: admin.RetryFailedResult) -> None:
+            progress.update(bar, completed=so_far.retried + so_far.skipped)
+
+        yield advance
 
 
 def _job_ids(raw: list[str]) -> list[int]:
@@ -337,7 +387,7 @@ def _print_job(job: admin.Job) -> None:
     _console.print(f"\nerrors ({len(job.errors)}):" if job.errors else "\nno errors")
     for error in job.errors:
         _console.print(
-            f"- attempt {error.get('attempt')} at {error.get('at')} on worker "
+            f"- attempt {error.get('attempt')} at {_when_text(error.get('at'))} on worker "
             f"{error.get('worker_id')}: {error.get('kind')}: {error.get('message')}"
         )
         if error.get("traceback"):
@@ -371,8 +421,17 @@ def _json_value(value: Any) -> Any:
 
 
 def _when(value: datetime | None) -> str:
-    """A time for people: this machine's local time, to the second (JSON keeps the offset)."""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    """A time for people: this machine's local time to the second, with its zone (JSON
+    keeps the database's offset)."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if value is not None else "-"
+
+
+def _when_text(value: Any) -> str:
+    """:func:`_when` of a time stored as ISO text in a job's JSON (an error's ``at``)."""
+    try:
+        return _when(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return str(value)
 
 
 def _seconds(value: float) -> str:

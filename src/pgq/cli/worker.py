@@ -34,6 +34,7 @@ def work(
         typer.Option(
             "--app",
             envvar="PGQ_APP",
+            metavar="MODULE",
             help="Module that registers tasks with @pgq.task, e.g. myapp.jobs. Repeatable; "
             "$PGQ_APP may list several, comma-separated.",
         ),
@@ -43,25 +44,31 @@ def work(
         typer.Option(
             "--queue",
             "-q",
+            metavar="QUEUE",
             help="Queue to work on. Repeatable. Default: every queue the registered tasks use.",
             show_default=False,
         ),
     ] = [],  # noqa: B006
     concurrency: Annotated[
-        int, typer.Option(min=1, max=1000, help="How many jobs run at once in this process.")
+        int,
+        typer.Option(
+            min=1, max=1000, metavar="N", help="How many jobs run at once in this process."
+        ),
     ] = CONCURRENCY_DEFAULT,
     lease: Annotated[
         float,
         typer.Option(
             min=1.0,
-            help="Seconds a claimed job stays ours without a heartbeat; heartbeats "
-            "renew it every lease/3. A task's own lease= wins.",
+            metavar="SECONDS",
+            help="Seconds a claimed job stays ours without a heartbeat. A task's own "
+            "lease= wins; heartbeats renew every lease a third of the shortest one held.",
         ),
     ] = LEASE_DEFAULT,
     poll_interval: Annotated[
         float,
         typer.Option(
             min=0.01,
+            metavar="SECONDS",
             help="Seconds between polls when no notification arrives (the fallback "
             "to LISTEN, and how scheduled jobs are found).",
         ),
@@ -70,6 +77,7 @@ def work(
         float,
         typer.Option(
             min=0.0,
+            metavar="SECONDS",
             help="Seconds running jobs get to finish after SIGTERM/SIGINT; the rest "
             "are given back to the queue, not counted as an attempt.",
         ),
@@ -85,12 +93,15 @@ def work(
             "process in the cluster does its work at a time).",
         ),
     ] = True,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
     metrics_port: Annotated[
         int | None,
         typer.Option(
             min=1,
             max=65535,
+            metavar="PORT",
             help="Serve Prometheus metrics on this port (http://0.0.0.0:PORT/metrics), "
             "e.g. 9464. Needs prometheus_client (the metrics extra of pgq). Default: off.",
             show_default=False,
