@@ -248,9 +248,9 @@ async def _copy_async(
 
 async def _copy_sqlalchemy_async(session: Any, rows: list[Row]) -> list[int]:
     conn = session if _is_async_connection(session) else await session.connection()
-    _check_driver(conn.dialect)
+    _check_driver(conn.dialect, asynchronous=True)
     driver = (await conn.get_raw_connection()).driver_connection
-    if not _copy_safe(driver):
+    if conn.dialect.driver != "psycopg" or not _copy_safe(driver):
         insert = store.insert_jobs(jobs=insert_document(rows))
         return _all_ids(await _fetch_sqlalchemy_async(conn, insert))
     fetch = functools.partial(_fetch_sqlalchemy_async, conn)
@@ -359,14 +359,21 @@ def _is_async_connection(session: Any) -> bool:
 
 async def _fetch_sqlalchemy_async(session: Any, statement: store.Statement) -> list[store.Row]:
     conn = session if _is_async_connection(session) else await session.connection()
-    _check_driver(conn.dialect)
-    result = await conn.exec_driver_sql(statement.query.decode(), statement.params)
+    _check_driver(conn.dialect, asynchronous=True)
+    if conn.dialect.driver == "asyncpg":
+        # asyncpg numbers its parameters ($1); SQLAlchemy still runs the statement, so it
+        # begins the transaction asyncpg's adapter opens lazily, as it does for psycopg.
+        result = await conn.exec_driver_sql(*store.numbered(statement))
+    else:
+        result = await conn.exec_driver_sql(statement.query.decode(), statement.params)
     return [tuple(row) for row in result.fetchall()]
 
 
-def _check_driver(dialect: Any) -> None:
-    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+def _check_driver(dialect: Any, *, asynchronous: bool = False) -> None:
+    drivers = ("psycopg", "asyncpg") if asynchronous else ("psycopg",)
+    if dialect.name != "postgresql" or dialect.driver not in drivers:
         raise SessionTypeError(
-            f"pgq needs PostgreSQL through the psycopg 3 driver, not {dialect.name}+"
-            f"{dialect.driver}; create the engine with a postgresql+psycopg:// URL"
+            f"pgq needs PostgreSQL through the psycopg 3 driver (or asyncpg, for async "
+            f"sessions), not {dialect.name}+{dialect.driver}; create the engine with a "
+            "postgresql+psycopg:// URL"
         )

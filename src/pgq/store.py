@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -37,6 +38,32 @@ class Statement:
 def load_sql(name: str) -> bytes:
     """The text of ``sql/<name>.sql`` (cached)."""
     return resources.files("pgq").joinpath("sql", f"{name}.sql").read_bytes()
+
+
+_NAMED_PARAMETER = re.compile(rb"%\((\w+)\)s|%%")
+
+
+@functools.cache
+def numbered_sql(name: str) -> tuple[str, tuple[str, ...]]:
+    """``sql/<name>.sql`` with ``$1, $2 ...`` for its ``%(name)s`` parameters (asyncpg's
+    style), and the parameter names in that order. Cached: the text never changes."""
+    names: list[str] = []
+
+    def number(match: re.Match[bytes]) -> bytes:
+        if match.group(0) == b"%%":
+            return b"%"
+        name = match.group(1).decode()
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}".encode()
+
+    return _NAMED_PARAMETER.sub(number, load_sql(name)).decode(), tuple(names)
+
+
+def numbered(statement: Statement) -> tuple[str, tuple[Any, ...]]:
+    """``statement`` for a driver with numbered parameters: its text and its values."""
+    sql, names = numbered_sql(statement.name)
+    return sql, tuple(statement.params[name] for name in names)
 
 
 def fetch(conn: psycopg.Connection[Any], statement: Statement) -> list[Row]:

@@ -32,6 +32,9 @@ import pgq
 SYNC_KINDS = ("sa_session", "sa_connection", "psycopg")
 ASYNC_KINDS = ("sa_async_session", "sa_async_connection", "psycopg_async")
 KINDS = SYNC_KINDS + ASYNC_KINDS
+# An AsyncSession on asyncpg, the usual FastAPI driver. Not in KINDS: the tests that trace
+# psycopg's wire messages cannot run on it.
+ASYNCPG_KIND = "sa_asyncpg_session"
 
 ORDERS_TABLE = "enqueue_test_orders"  # the "business" table a host app writes next to a job
 WAIT_TIMEOUT = 10.0  # seconds a test waits for something that should happen at once
@@ -201,6 +204,28 @@ class SaAsyncTx(Tx):
         self.runner.close()
 
 
+class SaAsyncpgTx(SaAsyncTx):
+    """An AsyncSession whose engine runs on asyncpg."""
+
+    def __init__(self, db_url: str) -> None:
+        runner = asyncio.Runner()
+        url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        self.engine = create_async_engine(url, poolclass=NullPool)
+        Tx.__init__(self, ASYNCPG_KIND, AsyncSession(self.engine), runner)
+        self._connection = False
+
+    def execute(self, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        names = re.findall(r"%\((\w+)\)s", query)
+        numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", query)
+        values = tuple((params or {})[name] for name in names)
+
+        async def run() -> list[tuple[Any, ...]]:
+            conn = await self._conn()
+            return _rows(await conn.exec_driver_sql(numbered, values))
+
+        return self.wait(run())  # type: ignore[no-any-return]
+
+
 @functools.cache
 def _engine(db_url: str, *, asynchronous: bool) -> Any:
     # One engine per database for the whole run: it learns the server's dialect details
@@ -291,6 +316,7 @@ _FACTORIES: dict[str, Callable[[str], Tx]] = {
     "sa_async_connection": lambda url: SaAsyncTx(url, connection=True),
     "psycopg": PsycopgTx,
     "psycopg_async": PsycopgAsyncTx,
+    ASYNCPG_KIND: SaAsyncpgTx,
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from enqueue_sessions import KINDS, ORDERS_TABLE, Tx, count, open_tx, prepare_orders
+from enqueue_sessions import ASYNCPG_KIND, KINDS, ORDERS_TABLE, Tx, count, open_tx, prepare_orders
 from psycopg.rows import dict_row
 
 import pgq
@@ -22,7 +22,7 @@ def orders(conn: psycopg.Connection[Any]) -> None:
     prepare_orders(conn)
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=(*KINDS, ASYNCPG_KIND))
 def tx(request: pytest.FixtureRequest, db_url: str, orders: None) -> Iterator[Tx]:
     with open_tx(request.param, db_url) as opened:
         yield opened
@@ -168,3 +168,19 @@ def test_an_autocommit_psycopg_connection_commits_each_enqueue_at_once(
             pgq.enqueue(auto, "t")
             assert count(conn) == 1
         assert count(conn) == 2
+
+
+def test_a_large_enqueue_many_commits_and_rolls_back_with_the_transaction(
+    tx: Tx, conn: psycopg.Connection[Any]
+) -> None:
+    """Large enough for psycopg sessions' COPY path; asyncpg's takes the INSERT."""
+    jobs = [pgq.JobSpec("bulk.task", {"n": n}) for n in range(150)]
+    kept = tx.enqueue_many(jobs)
+    tx.commit()
+    dropped = tx.enqueue_many(jobs)
+    tx.rollback()
+
+    assert len(kept) == len(dropped) == 150
+    assert count(conn) == 150
+    rows = conn.execute("SELECT id, args FROM pgq.jobs ORDER BY id").fetchall()
+    assert [(i, {"n": n}) for n, i in enumerate(kept)] == [tuple(r) for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from enqueue_sessions import KINDS, Tx, open_tx, prepare_orders
+from enqueue_sessions import ASYNCPG_KIND, KINDS, Tx, open_tx, prepare_orders
 from psycopg.rows import dict_row
 
 import pgq
@@ -28,7 +28,7 @@ def build_report(day: str) -> None:
     """Registered with every enqueue-side option set."""
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=(*KINDS, ASYNCPG_KIND))
 def tx(request: pytest.FixtureRequest, db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Tx]:
     prepare_orders(conn)
     with open_tx(request.param, db_url) as opened:

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from enqueue_sessions import (
+    ASYNCPG_KIND,
     KINDS,
     ORDERS_TABLE,
     WAIT_TIMEOUT,
@@ -34,7 +35,7 @@ def orders(conn: psycopg.Connection[Any]) -> None:
     prepare_orders(conn)
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=(*KINDS, ASYNCPG_KIND))
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
