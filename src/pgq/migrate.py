@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
 SCHEMA_VERSION = 4
 VERSION_LOCATION = "pgq:migrations/versions"
+REVISION_PREFIX = "pgq_"  # every pgq revision id starts with it
 # alembic keeps the running migration in module globals (alembic.context), so two
 # migrations in one process must not overlap; across processes the advisory lock in
 # env.py serialises them.
@@ -54,6 +56,49 @@ class SchemaChange:
 def migrations_path() -> Path:
     """Where pgq's alembic environment lives inside the installed package."""
     return Path(str(resources.files("pgq").joinpath("migrations")))
+
+
+_REVISION_LINE = re.compile(r"""^revision\s*(?::\s*\w+\s*)?=\s*["']([^"']+)["']""", re.M)
+
+
+def foreign_revisions(versions: Path | None = None) -> list[tuple[Path, str]]:
+    """Revision files in pgq's own versions folder that are not pgq's: ``(path, revision)``.
+
+    A host app's first ``alembic revision`` lands there when pgq's branch is the only head
+    (alembic writes into the folder of the head it chains after), and a reinstall of pgq
+    deletes it. The files are read as text, never imported.
+    """
+    folder = versions or migrations_path() / "versions"
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        match = _REVISION_LINE.search(path.read_text(errors="replace"))
+        revision = match.group(1) if match else "?"
+        if not revision.startswith(REVISION_PREFIX):
+            found.append((path, revision))
+    return found
+
+
+def foreign_revisions_message(versions: Path | None = None) -> str | None:
+    """What to do about :func:`foreign_revisions`, or None when there are none."""
+    found = foreign_revisions(versions)
+    if not found:
+        return None
+    names = ", ".join(f"{path.name} (revision {revision!r})" for path, revision in found)
+    return (
+        f"{names} in pgq's migrations folder {found[0][0].parent} is not a pgq revision: "
+        "alembic put it there because pgq's branch was your only head, and reinstalling "
+        "pgq will delete it. Move it to your own versions folder, and start your branch with "
+        "`alembic revision -m MESSAGE --head base --branch-label app --version-path "
+        "migrations/versions` (see the host-app migration docs)"
+    )
+
+
+def refuse_foreign_revisions() -> None:
+    """Raise SchemaError when a host's revision sits in pgq's versions folder: pgq's own
+    migrations would record it in pgq.alembic_version."""
+    message = foreign_revisions_message()
+    if message is not None:
+        raise SchemaError(message)
 
 
 def alembic_config(url: str | None = None, output: io.StringIO | None = None) -> Config:
@@ -78,6 +123,7 @@ def upgrade(url: str, revision: str = "heads") -> SchemaChange:
     """
     from alembic import command
 
+    refuse_foreign_revisions()
     return _online(command.upgrade, url, revision)
 
 
@@ -92,6 +138,7 @@ def upgrade_sql() -> str:
     """The DDL of every migration, for teams that apply SQL with another tool."""
     from alembic import command
 
+    refuse_foreign_revisions()
     buffer = io.StringIO()
     with _alembic_lock:
         command.upgrade(alembic_config(output=buffer), "heads", sql=True)

@@ -14,7 +14,7 @@ from pgq import options
 from pgq.cli import DatabaseUrl, app, fail
 from pgq.db import connect, redact, resolve_database_url
 from pgq.errors import PgqError
-from pgq.migrate import check_schema
+from pgq.migrate import check_schema, foreign_revisions_message
 from pgq.registry import LEASE_DEFAULT, REGISTRY
 from pgq.worker import (
     CONCURRENCY_DEFAULT,
@@ -129,6 +129,8 @@ def work(
         url, queues or None, concurrency, lease, poll_interval, grace, burst, run_reaper=reaper
     )
     logging.getLogger("pgq.worker").info("connecting to %s", redact(url))
+    if (foreign := foreign_revisions_message()) is not None:
+        logging.getLogger("pgq.worker").warning("%s", foreign)
     events = None
     if metrics_port is not None:
         try:
