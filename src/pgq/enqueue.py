@@ -13,6 +13,7 @@ Sync sessions return the result; async sessions (``AsyncSession``, ``AsyncConnec
 from __future__ import annotations
 
 import functools
+import importlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ import psycopg
 from psycopg import pq
 
 from pgq import store
-from pgq.errors import SessionTypeError
+from pgq.errors import MissingExtraError, SessionTypeError
 from pgq.registry import JobSpec, Task
 from pgq.rows import (
     UNIQUE_KEY,
@@ -327,13 +328,37 @@ def _sqlalchemy_kind(session: Any) -> str | None:
             AsyncSession,
             async_scoped_session,
         )
-    except ImportError:  # pragma: no cover - greenlet missing
-        return None
+    except ImportError:  # greenlet missing: SQLAlchemy 2.1 refuses the first import, so
+        return None  # the caller cannot hold an AsyncSession either
     if isinstance(session, AsyncEngine):
         raise SessionTypeError(_NO_TRANSACTION)
     if isinstance(session, AsyncSession | AsyncConnection | async_scoped_session):
+        _require_greenlet()
         return "async"
     return None
+
+
+_NO_GREENLET = (
+    "pgq.enqueue with a SQLAlchemy AsyncSession or AsyncConnection needs the greenlet "
+    "library, which SQLAlchemy's asyncio support runs on: pip install 'pgq-jobs[asyncio]'"
+)
+_greenlet_found = False
+
+
+def _require_greenlet() -> None:
+    """Raise MissingExtraError, naming the extra, when greenlet cannot be imported.
+
+    Without it SQLAlchemy 2.0 fails inside the session with a ValueError that does not say
+    what to install. Checked until it is found once, so later enqueues pay one global read.
+    """
+    global _greenlet_found
+    if _greenlet_found:
+        return
+    try:
+        importlib.import_module("greenlet")  # not `import`: greenlet ships no type stubs
+    except ImportError as exc:
+        raise MissingExtraError(_NO_GREENLET) from exc
+    _greenlet_found = True
 
 
 def _sync_connection(session: Any) -> Any:

@@ -58,6 +58,10 @@ class TaskRegistrationError(PgqError):
     """A task cannot be registered."""
 
 
+class MissingExtraError(PgqError, ImportError):
+    """An optional dependency of pgq is not installed; the message names the extra to install."""
+
+
 class ControlFlow(Exception):
     """Base of the exceptions a task raises to choose its outcome."""
 

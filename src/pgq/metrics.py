@@ -27,7 +27,7 @@ import psycopg
 
 from pgq import store
 from pgq.db import connect
-from pgq.errors import PgqError
+from pgq.errors import MissingExtraError, PgqError
 from pgq.events import WorkerEvents
 from pgq.runner import ClaimedJob
 
@@ -37,7 +37,9 @@ try:
     from prometheus_client.core import GaugeMetricFamily, Metric
     from prometheus_client.registry import Collector
 except ImportError as exc:  # an optional dependency: say how to get it
-    raise ImportError("pgq.metrics needs prometheus_client: pip install 'pgq[metrics]'") from exc
+    raise MissingExtraError(
+        "pgq.metrics needs prometheus_client: pip install 'pgq-jobs[metrics]'"
+    ) from exc
 
 log = logging.getLogger("pgq.metrics")
 
