@@ -149,7 +149,7 @@ def test_without_prometheus_client_metrics_port_is_a_one_line_error(
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "pgq: error: --metrics-port needs prometheus_client: pip install 'pgq[metrics]'"
+        "pgq: error: --metrics-port needs prometheus_client: pip install 'pgq-jobs[metrics]'"
     )
     assert "Traceback" not in result.stderr
 

@@ -3,6 +3,7 @@ source tree and from a built wheel; its autogenerate leaves pgq alone; the demo 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     built = run([*command, "--quiet", "--wheel-dir", str(out), str(ROOT)], child_env())
     assert built.returncode == 0, built.stderr
-    (found,) = out.glob("pgq-*.whl")
+    (found,) = out.glob("pgq_jobs-*.whl")
     return found
 
 
@@ -198,6 +199,48 @@ def test_wheel_contains_migrations_and_sql(wheel: Path) -> None:
     assert len(expected) > 2
     assert expected <= names
     assert {"pgq/migrations/env.py", "pgq/migrations/script.py.mako", "pgq/py.typed"} <= names
+
+
+# The distribution is pgq-jobs (`pgq` on PyPI is Skytools' PgQ client); the import package
+# and the command stay pgq. Metadata lookups by the distribution's name find the wheel.
+NAMES_FROM_WHEEL = """
+import json
+from importlib import metadata
+import pgq
+dist = metadata.distribution("pgq-jobs")
+print(json.dumps({
+    "version": metadata.version("pgq-jobs"),
+    "package_version": pgq.__version__,
+    "packages": metadata.packages_distributions().get("pgq"),
+    "scripts": sorted(
+        f"{e.name}={e.value}" for e in dist.entry_points if e.group == "console_scripts"
+    ),
+    "extras": sorted(dist.metadata.get_all("Provides-Extra") or []),
+}))
+"""
+
+
+def test_wheel_is_pgq_jobs_with_the_pgq_package_and_command(installed_wheel: Path) -> None:
+    env = child_env(PYTHONPATH=str(installed_wheel))
+
+    done = run([sys.executable, "-c", NAMES_FROM_WHEEL], env, cwd=installed_wheel)
+
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["version"] == found["package_version"]
+    # Both the wheel and this checkout's editable install are on the path: both pgq-jobs.
+    assert set(found["packages"]) == {"pgq-jobs"}
+    assert found["scripts"] == ["pgq=pgq.cli:main"]
+    assert {"asyncio", "metrics"} <= set(found["extras"])
+
+
+def test_python_m_pgq_runs_the_cli_from_the_wheel(installed_wheel: Path) -> None:
+    env = child_env(PYTHONPATH=str(installed_wheel))
+
+    done = run([sys.executable, "-m", "pgq", "--help"], env, cwd=installed_wheel)
+
+    assert done.returncode == 0, done.stderr
+    assert "migrate" in done.stdout and "work" in done.stdout
 
 
 def test_host_app_migrates_from_the_wheel(installed_wheel: Path, empty_db_url: str) -> None:

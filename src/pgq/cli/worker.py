@@ -136,7 +136,7 @@ def work(
         try:
             from pgq.metrics import serve_metrics
         except ImportError:
-            fail("--metrics-port needs prometheus_client: pip install 'pgq[metrics]'")
+            fail("--metrics-port needs prometheus_client: pip install 'pgq-jobs[metrics]'")
         events = serve_metrics(metrics_port, url, queues=queues or REGISTRY.queues()).events
     worker = Worker(config, events=events)
     worker.run()
