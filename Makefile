@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench soak bench-peers clean
+.PHONY: install demo test lint format docs docs-serve bench soak bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install pgq (editable) with test and lint tools
+install: $(STAMP) ## create .venv and install pgq (editable) with test, lint and docs tools
 
 demo: install ## migrate a database, enqueue jobs in real transactions, show them
 	$(PY) examples/demo.py
@@ -28,6 +28,14 @@ lint: install ## ruff (lint + format check) and mypy
 format: install
 	$(VENV)/bin/ruff check --fix src tests examples benchmarks
 	$(VENV)/bin/ruff format src tests examples benchmarks
+
+# NO_MKDOCS_2_WARNING: Material prints a banner about its maintenance and MkDocs 2.0 on
+# every build; docs/design-notes.md ("The docs site") covers it, CI logs need not.
+docs: install ## build the docs site into site/ (strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: install ## the docs site on http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench: install ## the benchmark suite; JSON lines on stdout
 	$(PY) -m benchmarks
@@ -53,4 +61,4 @@ bench-peers: $(PEERS_STAMP) ## scenarios 1-4 for pgq, Procrastinate and PgQueuer
 	$(PEERS_VENV)/bin/python -m benchmarks --only enqueue_single,enqueue_many,drain,latency,peers
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) dist build site .pytest_cache .mypy_cache .ruff_cache

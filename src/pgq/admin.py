@@ -40,7 +40,7 @@ Connection = psycopg.Connection[Any]
 
 @dataclass(frozen=True, slots=True)
 class JobSummary:
-    """One row of :func:`list_jobs`: a job without its args and error history."""
+    """One row of [`list_jobs`][pgq.admin.list_jobs]: a job without its args and error history."""
 
     id: int
     queue: str
@@ -60,7 +60,7 @@ class JobSummary:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """Everything about one job (:func:`get_job`); ``errors`` oldest first."""
+    """Everything about one job ([`get_job`][pgq.admin.get_job]); ``errors`` oldest first."""
 
     id: int
     queue: str
@@ -115,7 +115,10 @@ class CancelResult:
 
 @dataclass(slots=True)
 class RetryFailedResult:
-    """Totals of :func:`retry_failed`: retried, skipped for a live unique key, batches run."""
+    """Totals of [`retry_failed`][pgq.admin.retry_failed].
+
+    Jobs retried, jobs skipped because a live job holds their unique key, batches run.
+    """
 
     retried: int = 0
     skipped: int = 0

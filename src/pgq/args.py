@@ -64,7 +64,7 @@ def encode_args(args: Mapping[str, Any] | None) -> str:
 
 
 def _encode_checked(args: Any) -> str:
-    """:func:`encode_args` the long way: every value checked with its path, then encoded."""
+    """``encode_args`` the long way: every value checked with its path, then encoded."""
     if not isinstance(args, Mapping):
         raise ArgsError(f"args must be a mapping of keyword arguments, not {type(args).__name__}")
     _check(args, "args", 0)

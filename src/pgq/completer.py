@@ -32,7 +32,7 @@ class Finished:
 
 
 class Completer:
-    """Collects outcomes and writes them with :func:`store.finish_jobs` through ``execute``."""
+    """Collects outcomes and writes them with ``store.finish_jobs`` through ``execute``."""
 
     def __init__(
         self,
@@ -61,12 +61,12 @@ class Completer:
         await self._idle.wait()
 
     def close(self) -> None:
-        """Ask :meth:`run` to return once everything submitted has been written."""
+        """Ask ``run`` to return once everything submitted has been written."""
         self._closing = True
         self._ready.set()
 
     async def run(self) -> None:
-        """Write batches as outcomes arrive, until :meth:`close` and nothing is pending."""
+        """Write batches as outcomes arrive, until ``close`` and nothing is pending."""
         while not (self._closing and not self._pending):
             await self._ready.wait()
             await self.run_once()

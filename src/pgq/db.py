@@ -133,7 +133,7 @@ def load_json(data: str | bytes) -> Any:
 class ReconnectingConnection:
     """One async autocommit connection that comes back after the server drops it.
 
-    :meth:`execute` runs a statement once; on a connection error it closes the connection
+    ``execute`` runs a statement once; on a connection error it closes the connection
     and raises, and the next call reconnects, waiting with capped exponential backoff so a
     database that is down is not hammered and the caller does not spin.
     """

@@ -63,7 +63,8 @@ def enqueue(
     datetime) or ``delay`` (seconds or timedelta) schedules the job for later.
 
     Returns None, without error, when ``unique_key`` is held by a queued or running job.
-    Raises a :class:`pgq.ValidationError` subclass naming the bad field; nothing is sent then.
+    Raises a [`pgq.ValidationError`][pgq.ValidationError] subclass naming the bad field;
+    nothing is sent then.
 
     Example::
 
@@ -90,7 +91,7 @@ def enqueue(
 
 
 def enqueue_spec(session: Any, spec: JobSpec) -> Any:
-    """Enqueue one :class:`JobSpec`; see :func:`enqueue`."""
+    """Enqueue one ``JobSpec``; see ``enqueue``."""
     queue, task, args, priority, run_at, delay, max_attempts, unique_key = job_row(spec)
     due_now = run_at is None and delay == 0
     statement = store.insert_job(
@@ -154,8 +155,8 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
 
     Jobs skipped because their ``unique_key`` is live (or taken by an earlier job of the same
     batch) are left out of the result. Every job is validated before anything is sent: one
-    bad job raises the ValidationError of :func:`enqueue`, its message starting with the
-    job's position (``jobs[3]: ...``), and none is inserted.
+    bad job raises the ValidationError of [`enqueue`][pgq.enqueue.enqueue], its message
+    starting with the job's position (``jobs[3]: ...``), and none is inserted.
 
     A batch of ``COPY_MIN_JOBS`` jobs or more, none with a unique key, is written with
     ``COPY`` when the session is inside a transaction (two round trips; at 50,000 jobs

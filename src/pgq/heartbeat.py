@@ -3,7 +3,7 @@
 One statement extends the lease of every job this worker holds. A beat is due a third of
 the shortest lease held after the previous one, so a live worker never loses a job to the
 reaper even when one beat fails. The schedule follows the jobs held: when jobs are
-claimed with a shorter lease than the heartbeat is sleeping for, :meth:`Heartbeat.claimed`
+claimed with a shorter lease than the heartbeat is sleeping for, ``Heartbeat.claimed``
 brings the next beat forward. (Sleeping for an interval chosen when the heartbeat went to
 sleep let a job claimed with a 3 s lease wait for the idle worker's 10 s beat; the reaper
 requeued it meanwhile and the same worker started a second attempt beside the first.)

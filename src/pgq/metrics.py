@@ -2,11 +2,11 @@
 
 Two sources feed one ``/metrics`` page:
 
-- :class:`WorkerMetrics`, the worker's :class:`~pgq.events.WorkerEvents`, counts what this
+- ``WorkerMetrics``, the worker's ``pgq.events.WorkerEvents``, counts what this
   process does: jobs started, how each attempt ended, durations, queue lag, lease losses.
   Its labels are ``queue`` and ``task`` only, so the number of series stays bounded (never
   a job id or an argument).
-- :class:`QueueGauges` reads the ready, scheduled and running jobs per queue from the
+- ``QueueGauges`` reads the ready, scheduled and running jobs per queue from the
   database when Prometheus scrapes, on a short connection of its own with a connect and a
   statement timeout. These describe the whole database, so every worker reports the same
   values: aggregate them with ``max``, not ``sum``.

@@ -3,7 +3,7 @@
 ``pgq migrate`` records its revisions in ``pgq.alembic_version`` so a host application's
 ``public.alembic_version`` is never touched. Host apps that run alembic themselves add
 ``pgq:migrations/versions`` to their ``version_locations`` (branch label ``pgq``) and use
-:func:`include_name` so autogenerate leaves pgq's objects alone.
+[`include_name`][pgq.migrate.include_name] so autogenerate leaves pgq's objects alone.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ _alembic_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class SchemaChange:
-    """What :func:`upgrade` or :func:`downgrade` did: the schema version before and after."""
+    """What [`upgrade`][pgq.migrate.upgrade] or [`downgrade`][pgq.migrate.downgrade] did.
+
+    The schema version before and after (None: no pgq schema).
+    """
 
     before: int | None
     after: int | None

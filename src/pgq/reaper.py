@@ -5,11 +5,12 @@ that nobody extends. The reaper finds them by database time and, in one fenced s
 per batch, returns each to the queue with the default backoff or fails it when its
 attempts are used up. It needs no application code: everything it decides on is on the row.
 
-Every ``pgq work`` runs :func:`run` in a thread, and ``pgq reap`` runs it alone. Only one
-process does the work at a time: each batch is a short transaction that first takes a
+Every ``pgq work`` runs [`run`][pgq.reaper.run] in a thread, and ``pgq reap`` runs it alone.
+Only one process does the work at a time: each batch is a short transaction that first takes a
 transaction-scoped advisory lock (safe behind PgBouncer in transaction mode, released by a
 crash with the connection); a process that does not get it skips the pass. Tests call
-:func:`reap_once` and :func:`prune_once` directly, with ``now`` to move time.
+[`reap_once`][pgq.reaper.reap_once] and [`prune_once`][pgq.reaper.prune_once] directly,
+with ``now`` to move time.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ReaperConfig:
     """How often and how much the reaper works, and how long finished jobs are kept.
 
     Durations are seconds. A retention of None keeps that state's jobs forever;
-    ``prune_interval`` None turns pruning off inside :func:`run`. Raises ValidationError
+    ``prune_interval`` None turns pruning off inside [`run`][pgq.reaper.run]. Raises ValidationError
     for a value that cannot work (a non-positive interval or batch size, a negative
     retention).
     """
@@ -129,7 +130,10 @@ class ReapedJob:
 
 @dataclass(frozen=True)
 class ReapResult:
-    """What one :func:`reap_once` call did. ``locked_out``: another process held the lock."""
+    """What one [`reap_once`][pgq.reaper.reap_once] call did.
+
+    ``locked_out``: another process held the lock, and this pass did nothing.
+    """
 
     jobs: list[ReapedJob] = field(default_factory=list)
     batches: int = 0
@@ -153,7 +157,7 @@ class ReapResult:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What one :func:`prune_once` call deleted, per state.
+    """What one [`prune_once`][pgq.reaper.prune_once] call deleted, per state.
 
     ``complete`` is False when it stopped early (``max_batches`` or ``locked_out``) and
     rows past their retention may remain.

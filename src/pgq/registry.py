@@ -24,7 +24,7 @@ LEASE_DEFAULT = 30.0  # seconds; the worker may override the default, a task may
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """One job to enqueue: what :func:`pgq.enqueue_many` takes and ``Task.spec()`` makes."""
+    """One job to enqueue: what [`enqueue_many`][pgq.enqueue_many] takes, ``Task.spec()`` makes."""
 
     task: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +60,7 @@ class Task:
         return self.func(*args, **kwargs)
 
     def spec(self, **kwargs: Any) -> JobSpec:
-        """A :class:`JobSpec` for this task with ``kwargs`` as its arguments and its defaults."""
+        """A [`JobSpec`][pgq.JobSpec] for this task: ``kwargs`` as its arguments, its defaults."""
         return self.configure().spec(**kwargs)
 
     def configure(self, **job_options: Any) -> TaskCall:
@@ -86,14 +86,14 @@ class Task:
     def enqueue(self, session: Any, **kwargs: Any) -> Any:
         """Enqueue this task with ``kwargs`` as its arguments in ``session``'s transaction.
 
-        Returns the job id (awaitable for async sessions). See :func:`pgq.enqueue`.
+        Returns the job id (awaitable for async sessions). See [`pgq.enqueue`][pgq.enqueue.enqueue].
         """
         return self.configure().enqueue(session, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
 class TaskCall:
-    """A task with per-call job options, from :meth:`Task.configure`."""
+    """A task with per-call job options, from [`Task.configure`][pgq.Task.configure]."""
 
     task: Task
     options: JobSpec
@@ -160,7 +160,7 @@ def task(
 
     ``name`` defaults to ``module.function``. ``lease`` (seconds) overrides the worker's lease
     for long jobs; ``timeout`` (seconds) bounds one attempt; ``backoff`` sets the retry delays;
-    ``pass_context=True`` passes a :class:`pgq.JobContext` as the first argument;
+    ``pass_context=True`` passes a [`JobContext`][pgq.runner.JobContext] as the first argument;
     ``on_failure(job, exc)`` is called after each failed attempt (for error trackers).
     Raises TaskRegistrationError or a ValidationError naming the bad option.
     """

@@ -53,7 +53,7 @@ class Backoff:
             return math.inf
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """A delay in seconds for failed attempt ``attempt``, drawn within :meth:`bounds`."""
+        """Seconds to wait after failed ``attempt``, within [`bounds`][pgq.Backoff.bounds]."""
         low, high = self.bounds(attempt)
         return (rng or random).uniform(low, high)
 

@@ -49,7 +49,7 @@ def checked_rows(jobs: Iterable[JobSpec]) -> list[Row]:
 
     The options of a batch repeat (one task, one queue, one priority for thousands of jobs),
     so their checks run once per distinct combination. A job this shortcut is unsure of goes
-    through :func:`job_row`, the same checks in the same order as a single enqueue, so the
+    through ``job_row``, the same checks in the same order as a single enqueue, so the
     error raised is exactly the one enqueue() would raise for that job.
     """
     checked: dict[_OptionsKey, _Options] = {}
@@ -186,7 +186,7 @@ def copy_values(rows: list[Row], ids: list[int]) -> Iterator[tuple[Any, ...]]:
 def copy_values_scheduled(
     rows: list[Row], ids: list[int], now: datetime
 ) -> Iterator[tuple[Any, ...]]:
-    """The rows of job_copy_scheduled.sql: :func:`copy_values` and run_at.
+    """The rows of job_copy_scheduled.sql: ``copy_values`` and run_at.
 
     run_at is what the INSERT computes on the server: the given run_at, else now() + delay,
     with ``now`` the transaction's now(). The sum is made in UTC, so the delay is added in

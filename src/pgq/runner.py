@@ -1,4 +1,4 @@
-"""Running one attempt of one job and turning what happened into an :class:`Outcome`.
+"""Running one attempt of one job and turning what happened into an ``Outcome``.
 
 Sync tasks run in the worker's thread pool, ``async def`` tasks on its event loop. The
 task's return or exception decides the outcome; the worker writes it, fenced by the lease.
@@ -47,9 +47,9 @@ class ClaimedJob:
 class JobContext:
     """What a task can know about its job: pass ``pass_context=True`` to ``@pgq.task``.
 
-    A long task should check :meth:`should_stop` now and then and return (or raise) when it
-    is true: the worker is shutting down, the job's timeout passed, an operator cancelled it,
-    or its lease was lost. :attr:`stop_reason` says which.
+    A long task should check [`should_stop`][pgq.JobContext.should_stop] now and then and
+    return (or raise) when it is true: the worker is shutting down, the job's timeout passed,
+    an operator cancelled it, or its lease was lost. ``stop_reason`` says which.
     """
 
     job: ClaimedJob
@@ -153,7 +153,7 @@ SUCCEEDED = Outcome("succeeded")
 async def execute(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
     """Run one attempt of an ``async def`` task's ``job`` on the running loop and return its
     outcome; never raises for the task's errors. (Sync tasks run in the worker's threads;
-    :func:`outcome_of_call` turns what their call did into an outcome.)"""
+    ``outcome_of_call`` turns what their call did into an outcome.)"""
     try:
         await _run_async(task, job, ctx)
     except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """One thin function per SQL statement; no policy lives here.
 
 Each function names a statement in ``pgq/sql/<name>.sql`` and binds its parameters. It
-returns a :class:`Statement`; :func:`fetch` and :func:`fetch_async` run it on a psycopg
+returns a ``Statement``; ``fetch`` and ``fetch_async`` run it on a psycopg
 connection, so every statement is written once for sync and async callers alike. Statement
 texts never change (arrays are parameters), so psycopg prepares the hot ones.
 """
@@ -80,7 +80,7 @@ def fetch(conn: psycopg.Connection[Any], statement: Statement) -> list[Row]:
 
 async def fetch_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> list[Row]:
     """Run ``statement`` on an async psycopg connection and return its rows as tuples (in
-    pipeline mode as :func:`fetch` does)."""
+    pipeline mode as ``fetch`` does)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
         async with conn.pipeline() if in_pipeline(conn) else contextlib.nullcontext():
             await cur.execute(statement.query, statement.params)
@@ -103,7 +103,7 @@ def copy_rows(conn: psycopg.Connection[Any], statement: Statement, rows: Iterabl
 async def copy_rows_async(
     conn: psycopg.AsyncConnection[Any], statement: Statement, rows: Iterable[Row]
 ) -> None:
-    """:func:`copy_rows` on an async psycopg connection."""
+    """``copy_rows`` on an async psycopg connection."""
     async with conn.cursor() as cur, cur.copy(statement.query) as copy:
         for row in rows:
             await copy.write_row(row)
@@ -167,7 +167,7 @@ def insert_jobs(*, jobs: str) -> Statement:
 
 
 def next_job_ids(*, n: int, queues: list[str], earliest: list[Any]) -> Statement:
-    """``n`` new job ids for :func:`copy_jobs`; returns one row ``(ids, now, notified)``: the
+    """``n`` new job ids for ``copy_jobs``; returns one row ``(ids, now, notified)``: the
     ids ascending, the transaction's ``now()``, and how many queues were notified.
 
     Notifies each of ``queues`` whose ``earliest`` run_at is NULL (a job due now) or due.
@@ -177,13 +177,13 @@ def next_job_ids(*, n: int, queues: list[str], earliest: list[Any]) -> Statement
 
 
 def copy_jobs() -> Statement:
-    """``COPY`` of jobs due now, to run with :func:`copy_rows`; each row is ``(id, queue, task,
-    args, priority, max_attempts)`` with an id from :func:`next_job_ids`."""
+    """``COPY`` of jobs due now, to run with ``copy_rows``; each row is ``(id, queue, task,
+    args, priority, max_attempts)`` with an id from ``next_job_ids``."""
     return Statement("job_copy", {})
 
 
 def copy_jobs_scheduled() -> Statement:
-    """:func:`copy_jobs` with each row's run_at: ``(id, queue, task, args, priority,
+    """``copy_jobs`` with each row's run_at: ``(id, queue, task, args, priority,
     max_attempts, run_at)``."""
     return Statement("job_copy_scheduled", {})
 

@@ -10,7 +10,7 @@ code.
 
 The queue may hold more calls than there are threads (the worker hands over every
 claimed sync job at once): a thread that finishes a call takes the next one without
-sleeping, and the loop is not involved between them. :class:`Slots` lets threads and the
+sleeping, and the loop is not involved between them. ``Slots`` lets threads and the
 loop share one limit when some jobs run on the loop instead.
 """
 

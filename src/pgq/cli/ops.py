@@ -1,7 +1,7 @@
 """Operator commands: `pgq stats`, `jobs`, `show`, `retry`, `cancel` and `enqueue`.
 
-Each prints a readable table, or JSON with ``--json``, and calls :mod:`pgq.admin` (or
-:func:`pgq.enqueue`) to do the work. Exit codes, the same for every command:
+Each prints a readable table, or JSON with ``--json``, and calls ``pgq.admin`` (or
+``pgq.enqueue``) to do the work. Exit codes, the same for every command:
 
 - 0: done;
 - 1: some of the job ids given could not be acted on (not found, or in a state the action
