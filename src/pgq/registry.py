@@ -160,7 +160,7 @@ def task(
 
     ``name`` defaults to ``module.function``. ``lease`` (seconds) overrides the worker's lease
     for long jobs; ``timeout`` (seconds) bounds one attempt; ``backoff`` sets the retry delays;
-    ``pass_context=True`` passes a [`JobContext`][pgq.runner.JobContext] as the first argument;
+    ``pass_context=True`` passes a [`pgq.JobContext`][pgq.JobContext] as the first argument;
     ``on_failure(job, exc)`` is called after each failed attempt (for error trackers).
     Raises TaskRegistrationError or a ValidationError naming the bad option.
     """
