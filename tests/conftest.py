@@ -7,13 +7,13 @@ need an empty database get one of their own.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from pgq import devdb, migrate
+from pgq import devbouncer, devdb, migrate
 from pgq.enqueue import NOTIFY_LIMITER
 
 
@@ -56,6 +56,40 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def sa_url(db_url: str) -> str:
     return db_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: devdb.Server) -> Iterator[devbouncer.PgBouncer]:
+    """PgBouncer in transaction pooling mode in front of the test server, with ONE server
+    connection per database: every client shares it, so whatever one leaves behind (a
+    prepared statement, a SET, a LISTEN, a session lock) the next one meets."""
+    if devbouncer.find_binary() is None:
+        pytest.skip(
+            "pgbouncer is not installed (apt-get install pgbouncer): the PgBouncer "
+            "transaction-mode tests need the binary on $PATH or in /usr/sbin"
+        )
+    with devbouncer.start(pg_server.url, pool_size=1) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def bouncer_url(db_url: str, pgbouncer: devbouncer.PgBouncer) -> str:
+    """The test database (empty jobs table) through PgBouncer, its server connection clean."""
+    url = pgbouncer.url(db_url)
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as pooled:
+        pooled.execute("DISCARD ALL")  # whatever an earlier test left on it
+    return url
+
+
+@pytest.fixture
+def pool_state(bouncer_url: str) -> Callable[[], devbouncer.SessionState]:
+    """Reads what the pooled server connection carries now (see devbouncer.session_state)."""
+
+    def read() -> devbouncer.SessionState:
+        with psycopg.connect(bouncer_url, autocommit=True, prepare_threshold=None) as pooled:
+            return devbouncer.session_state(pooled)
+
+    return read
 
 
 def pytest_report_header(config: pytest.Config) -> str:

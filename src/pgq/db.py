@@ -23,6 +23,13 @@ DATABASE_URL_DEFAULT = "postgresql://postgres@localhost:5432/postgres"
 URL_ENV_VARS = ("PGQ_DATABASE_URL", "DATABASE_URL")
 CONNECT_TIMEOUT_DEFAULT = 5
 _SCHEMES = ("postgresql://", "postgres://")
+# PgBouncer transaction pooling (docs/pgbouncer.md). PGQ_PGBOUNCER=1 says the database URL
+# goes through such a pooler; PGQ_DIRECT_URL, when set, reaches PostgreSQL itself and is
+# where the worker LISTENs and `pgq migrate` connects.
+PGBOUNCER_ENV = "PGQ_PGBOUNCER"
+DIRECT_URL_ENV = "PGQ_DIRECT_URL"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 def resolve_database_url(explicit: str | None = None) -> str:
@@ -33,6 +40,28 @@ def resolve_database_url(explicit: str | None = None) -> str:
     """
     url = explicit or next((os.environ[v] for v in URL_ENV_VARS if os.environ.get(v)), None)
     return to_libpq_url(url or DATABASE_URL_DEFAULT)
+
+
+def pgbouncer_mode() -> bool:
+    """True when $PGQ_PGBOUNCER says pgq's connections go through PgBouncer in transaction
+    pooling mode (1, true, yes or on; unset, empty, 0, false, no or off mean direct).
+
+    Raises DatabaseUrlError for any other value, so a typo never silently means "direct".
+    """
+    value = os.environ.get(PGBOUNCER_ENV, "").strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise DatabaseUrlError(
+        f"${PGBOUNCER_ENV} is {os.environ[PGBOUNCER_ENV]!r}: set it to 1 when pgq connects "
+        "through PgBouncer in transaction pooling mode, or 0 (or leave it unset) when not"
+    )
+
+
+def resolve_direct_url(explicit: str | None = None) -> str | None:
+    """The URL that reaches PostgreSQL without a pooler: ``explicit``, else $PGQ_DIRECT_URL,
+    else None. Raises DatabaseUrlError when it is not a PostgreSQL URL."""
+    url = explicit or os.environ.get(DIRECT_URL_ENV)
+    return to_libpq_url(url) if url else None
 
 
 def to_libpq_url(url: str) -> str:
@@ -91,22 +120,62 @@ def redact(url: str) -> str:
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{slash}{tail}"
 
 
-def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    """Open a sync connection, or raise DatabaseUnavailableError with a one-line reason."""
-    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_DEFAULT)
+def connect(url: str, *, pgbouncer: bool | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a sync connection, or raise DatabaseUnavailableError with a one-line reason.
+
+    ``pgbouncer`` (None: :func:`pgbouncer_mode`) opens it fit for PgBouncer's transaction
+    pooling: see :func:`connection_options`."""
+    connection_options(kwargs, pgbouncer)
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(_unavailable(url, exc)) from None
 
 
-async def connect_async(url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-    """Open an async connection, or raise DatabaseUnavailableError with a one-line reason."""
-    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_DEFAULT)
+async def connect_async(
+    url: str, *, pgbouncer: bool | None = None, **kwargs: Any
+) -> psycopg.AsyncConnection[Any]:
+    """Open an async connection, or raise DatabaseUnavailableError with a one-line reason.
+
+    ``pgbouncer`` as in :func:`connect`."""
+    connection_options(kwargs, pgbouncer)
     try:
         return await psycopg.AsyncConnection.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(_unavailable(url, exc)) from None
+
+
+def connection_options(kwargs: dict[str, Any], pgbouncer: bool | None = None) -> dict[str, Any]:
+    """Fill in pgq's defaults for ``psycopg.connect`` keyword arguments (in place).
+
+    Behind PgBouncer in transaction pooling mode (``pgbouncer``; None: :func:`pgbouncer_mode`)
+    a connection's consecutive transactions may run on different server connections, so
+    psycopg must never prepare a statement (``prepare_threshold=None``): it would be missing
+    on the next server connection, or clash with another client's statement of the same
+    name on it. PgBouncer only gives a server connection back, it resets nothing, so
+    whoever connects this way must also leave no session state behind (no plain SET,
+    session advisory lock, LISTEN or temporary table).
+    """
+    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_DEFAULT)
+    if pgbouncer_mode() if pgbouncer is None else pgbouncer:
+        kwargs.setdefault("prepare_threshold", None)
+    return kwargs
+
+
+# SQLSTATEs of a prepared statement that is missing or already there: the sign of psycopg's
+# prepared statements going through PgBouncer in transaction pooling mode.
+_PREPARED_STATEMENT_ERRORS = ("26000", "42P05")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` as one line for a log, with what to do when it looks like PgBouncer's."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if getattr(exc, "sqlstate", None) in _PREPARED_STATEMENT_ERRORS:
+        text += (
+            f" (a prepared statement went through a pooler: if this URL is PgBouncer in "
+            f"transaction pooling mode, set {PGBOUNCER_ENV}=1; see docs/pgbouncer.md)"
+        )
+    return text
 
 
 def _unavailable(url: str, exc: Exception) -> str:
@@ -138,11 +207,20 @@ class ReconnectingConnection:
     database that is down is not hammered and the caller does not spin.
     """
 
-    def __init__(self, url: str, name: str, setup: store.Statement | None = None) -> None:
-        """``setup``, when given, runs on every new connection before anything else."""
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        setup: store.Statement | None = None,
+        *,
+        pgbouncer: bool | None = None,
+    ) -> None:
+        """``setup``, when given, runs on every new connection before anything else;
+        ``pgbouncer`` as in :func:`connect`."""
         self._url = url
         self._name = name
         self._setup = setup
+        self._pgbouncer = pgbouncer
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._delay = 0.0
         self.reconnects = 0
@@ -153,7 +231,10 @@ class ReconnectingConnection:
                 await asyncio.sleep(self._delay)
             try:
                 conn = await connect_async(
-                    self._url, autocommit=True, application_name=f"pgq {self._name}"
+                    self._url,
+                    pgbouncer=self._pgbouncer,
+                    autocommit=True,
+                    application_name=f"pgq {self._name}",
                 )
                 set_json_loads(load_json, conn)
                 if self._setup is not None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgq import store
-from pgq.db import connect, redact, to_libpq_url, to_sqlalchemy_url
+from pgq.db import DIRECT_URL_ENV, connect, redact, to_libpq_url, to_sqlalchemy_url
 from pgq.errors import DatabaseUnavailableError, PgqError, SchemaError
 
 # alembic and SQLAlchemy take about a second to import; `pgq work` and `pgq --help` only
@@ -219,6 +219,14 @@ def _migration_error(url: str, exc: DBAPIError | CommandError) -> PgqError:
     from alembic.util import CommandError
 
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
+    if "statement pooling mode" in reason:
+        # PgBouncer in statement mode refuses transactions, and a migration is one. (In
+        # transaction mode it works: env.py's lock is transaction-scoped, nothing is SET.)
+        return SchemaError(
+            f"cannot migrate through {redact(url)}: it is PgBouncer in statement pooling "
+            f"mode, which refuses the migration's transaction; run `pgq migrate` with a "
+            f"URL of PostgreSQL itself (--database-url, or ${DIRECT_URL_ENV})"
+        )
     if isinstance(exc, CommandError):
         return SchemaError(f"cannot migrate {redact(url)}: {reason}")
     if isinstance(exc.orig, psycopg.OperationalError):

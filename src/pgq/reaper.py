@@ -266,9 +266,14 @@ def run(
     stop: threading.Event | None = None,
     *,
     on_pass: Callable[[ReapResult, PruneResult | None], None] | None = None,
+    pgbouncer: bool | None = None,
 ) -> None:
     """Reap every ``config.interval`` seconds (and prune every ``config.prune_interval``)
     until ``stop`` is set.
+
+    ``pgbouncer``: ``url`` goes through PgBouncer in transaction pooling mode (None:
+    $PGQ_PGBOUNCER), so the connection prepares no statement; see :func:`pgq.db.connect`.
+    Every statement here is safe behind it: the locks are transaction-scoped.
 
     Made to run in a thread of ``pgq work`` or alone as ``pgq reap``. Connection errors
     (a database restart, ``pg_terminate_backend``, a network cut) and database errors are
@@ -277,7 +282,7 @@ def run(
     """
     config = config or ReaperConfig()
     stop = stop or threading.Event()
-    loop = _Loop(url, config, stop, on_pass)
+    loop = _Loop(url, config, stop, on_pass, pgbouncer)
     while not stop.is_set():
         try:
             loop.serve()
@@ -299,12 +304,15 @@ class _Loop:
     config: ReaperConfig
     stop: threading.Event
     on_pass: Callable[[ReapResult, PruneResult | None], None] | None
+    pgbouncer: bool | None = None
     failures: int = 0
     next_prune: float = 0.0  # time.monotonic() of the next prune
 
     def serve(self) -> None:
         """Connect, then pass every interval until stopped; raises on connection errors."""
-        with db.connect(self.url, autocommit=True, application_name=APPLICATION_NAME) as conn:
+        with db.connect(
+            self.url, pgbouncer=self.pgbouncer, autocommit=True, application_name=APPLICATION_NAME
+        ) as conn:
             if self.failures:
                 log.info("reaper: connected again after %d failed tries", self.failures)
             while not self.stop.is_set():
@@ -422,6 +430,6 @@ def _is_number(value: object) -> bool:
 
 
 def _one_line(exc: BaseException, url: str) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = db.describe_error(exc)
     # psycopg messages can quote the conninfo; never log a password.
     return text.replace(url, db.redact(url))

@@ -371,3 +371,9 @@ def use_generic_plans() -> Statement:
 def set_statement_timeout(*, milliseconds: int) -> Statement:
     """Bound the statements of the current transaction to ``milliseconds``."""
     return Statement("session_set_statement_timeout", locals())
+
+
+def select_session_state() -> Statement:
+    """``(prepared statements, session settings as name=value, LISTEN channels, advisory
+    locks, temporary tables)`` of the current server connection (pgq.devbouncer)."""
+    return Statement("session_state_select", {})

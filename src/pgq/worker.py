@@ -3,7 +3,10 @@
 One event loop drives everything. Sync tasks run in a thread pool of ``concurrency``
 threads, ``async def`` tasks on the loop. The worker holds a fixed set of connections
 whatever its concurrency: one to claim, one to write outcomes and heartbeats, one to
-LISTEN, and one for the reaper thread.
+LISTEN, and one for the reaper thread. Behind PgBouncer in transaction pooling mode
+(``pgbouncer``, docs/pgbouncer.md) the claim, writer and reaper connections prepare no
+statement and set nothing for the session, and the worker LISTENs only on a direct URL
+(``listen_url``); without one it polls, more often by default.
 
 Wake-ups: a NOTIFY for one of our queues, a slot freeing up after a full claim, a retry
 this worker scheduled coming due, or the poll interval (the fallback, and the way jobs
@@ -40,7 +43,7 @@ import psycopg
 
 from pgq import reaper, store
 from pgq.completer import Completer
-from pgq.db import ReconnectingConnection
+from pgq.db import ReconnectingConnection, describe_error, pgbouncer_mode, redact
 from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
 from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
@@ -53,6 +56,9 @@ log = logging.getLogger("pgq.worker")
 
 CONCURRENCY_DEFAULT = 10
 POLL_INTERVAL_DEFAULT = 1.0
+# Without LISTEN (PgBouncer mode and no direct URL) the poll is the only wake-up, and a job
+# waits half of it on average; an idle worker then claims four times a second.
+POLL_INTERVAL_POLL_ONLY_DEFAULT = 0.25
 GRACE_DEFAULT = 30.0
 RELEASE_WAIT = 5.0  # seconds given to cancelled async tasks to unwind at shutdown
 REAPER_JOIN_TIMEOUT = 10.0  # seconds to wait for the reaper thread's pass to end at shutdown
@@ -70,10 +76,16 @@ class WorkerConfig:
     queues: list[str] | None = None  # None: every queue a registered task uses
     concurrency: int = CONCURRENCY_DEFAULT
     lease: float = LEASE_DEFAULT
-    poll_interval: float = POLL_INTERVAL_DEFAULT
+    # None: POLL_INTERVAL_DEFAULT with LISTEN, POLL_INTERVAL_POLL_ONLY_DEFAULT without.
+    poll_interval: float | None = None
     grace: float = GRACE_DEFAULT
     burst: bool = False
     run_reaper: bool = True
+    # database_url goes through PgBouncer in transaction pooling mode; None: $PGQ_PGBOUNCER.
+    pgbouncer: bool | None = None
+    # Where to LISTEN. None: database_url, except behind PgBouncer, where LISTEN would hold
+    # a pooled server connection that PgBouncer hands to other clients: no LISTEN then.
+    listen_url: str | None = None
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{token_hex(2)}"
     )
@@ -122,6 +134,11 @@ class Worker:
         self.stats = WorkerStats()
         self.events = events or WorkerEvents()
         self.queues = config.queues or registry.queues()
+        self.pgbouncer = pgbouncer_mode() if config.pgbouncer is None else config.pgbouncer
+        self.listen_url = config.listen_url or (None if self.pgbouncer else config.database_url)
+        self.poll_interval = config.poll_interval or (
+            POLL_INTERVAL_DEFAULT if self.listen_url else POLL_INTERVAL_POLL_ONLY_DEFAULT
+        )
         # Each task's lease: its own, else the worker's. The claim takes them as two arrays.
         self._lease_by_task = {t.name: t.lease or config.lease for t in registry}
         self._names = list(self._lease_by_task)
@@ -159,26 +176,36 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._threads = ThreadPool(self._loop, self.config.concurrency, self._on_threads_done)
+        # Generic plans are a session setting: never on a pooled connection (there psycopg
+        # prepares nothing either, so every claim is planned afresh; benchmarks/pgbouncer).
         self._claim_db = ReconnectingConnection(
-            self.config.database_url, "claim", setup=store.use_generic_plans()
+            self.config.database_url,
+            "claim",
+            setup=None if self.pgbouncer else store.use_generic_plans(),
+            pgbouncer=self.pgbouncer,
         )
-        self._write_db = ReconnectingConnection(self.config.database_url, "writer")
+        self._write_db = ReconnectingConnection(
+            self.config.database_url, "writer", pgbouncer=self.pgbouncer
+        )
         self._completer = Completer(self._write_db.execute, on_lost=self._outcome_lost)
         self._heartbeat = Heartbeat(
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
         )
-        self._listener = Listener(self.config.database_url, set(self.queues), self._notified)
+        self._listener = (
+            Listener(self.listen_url, set(self.queues), self._notified) if self.listen_url else None
+        )
         if install_signal_handlers:
             self._install_signal_handlers()
         background = self._start_background()
         reaper_thread = self._start_reaper()
         log.info(
-            "worker %s started: queues %s, %d tasks, concurrency %d%s",
+            "worker %s started: queues %s, %d tasks, concurrency %d%s%s",
             self.config.worker_id,
             ",".join(self.queues),
             len(self._names),
             self.config.concurrency,
             " (burst)" if self.config.burst else "",
+            self._wakeup_description(),
         )
         try:
             await self._claim_loop()
@@ -208,6 +235,15 @@ class Worker:
                 continue
             await self._wait(self._wakeup, self._idle_timeout())
 
+    def _wakeup_description(self) -> str:
+        mode = "; PgBouncer mode" if self.pgbouncer else ""
+        if self.config.burst:
+            return mode
+        if self._listener is None:
+            return f"{mode}, no LISTEN: polling every {self.poll_interval:g}s"
+        where = f" on {redact(self.listen_url or '')}" if self.pgbouncer else ""
+        return f"{mode}, LISTEN{where}, polling every {self.poll_interval:g}s"
+
     def _notified(self) -> None:
         # Enqueuers skip the NOTIFY of a job that follows another on the same queue within
         # NOTIFY_INTERVAL_DEFAULT (enqueue.py); one more claim shortly after finds it.
@@ -216,7 +252,7 @@ class Worker:
 
     def _idle_timeout(self) -> float:
         linger, self._linger_until = self._linger_until - self._loop.time(), 0.0
-        return min(self.config.poll_interval, linger) if linger > 0 else self.config.poll_interval
+        return min(self.poll_interval, linger) if linger > 0 else self.poll_interval
 
     async def _burst_done(self, claimed: list[ClaimedJob]) -> bool:
         """Burst mode ends when nothing runs, every outcome is written, and nothing is due."""
@@ -265,9 +301,9 @@ class Worker:
         try:
             rows = await self._execute_claim(statement)
         except psycopg.Error as exc:
-            log.warning("claiming failed: %s", " ".join(str(exc).split()))
+            log.warning("claiming failed: %s", describe_error(exc))
             # Wait (a notification ends the wait early) so a persistent error never spins.
-            await self._wait(self._wakeup, self.config.poll_interval)
+            await self._wait(self._wakeup, self.poll_interval)
             return None
         jobs = sorted(
             (ClaimedJob.from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id)
@@ -534,7 +570,7 @@ class Worker:
             asyncio.create_task(self._completer.run(), name="pgq-completer"),
             asyncio.create_task(self._heartbeat.run(), name="pgq-heartbeat"),
         ]
-        if not self.config.burst:
+        if not self.config.burst and self._listener is not None:
             tasks.append(asyncio.create_task(self._listener.run(), name="pgq-listener"))
         return tasks
 
@@ -546,6 +582,7 @@ class Worker:
         thread = threading.Thread(
             target=reaper.run,
             args=(self.config.database_url, reaper.ReaperConfig(), self._stopping),
+            kwargs={"pgbouncer": self.pgbouncer},
             name="pgq-reaper",
             daemon=True,
         )
@@ -582,7 +619,8 @@ class Worker:
         await asyncio.gather(*background[1:], return_exceptions=True)
         for db in (self._claim_db, self._write_db):
             await db.close()
-        await self._listener.close()
+        if self._listener is not None:
+            await self._listener.close()
         self._threads.shutdown()
         log.info("worker %s stopped: %s", self.config.worker_id, self.stats)
 

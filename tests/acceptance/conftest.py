@@ -20,15 +20,20 @@ from worker_procs import APP, PGQ, WorkerProcess, create_attempt_ledger, worker_
 
 @pytest.fixture
 def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `pgq work --app acceptance_tasks ARGS...` on the test database."""
+    """Start `pgq work --app acceptance_tasks ARGS...` on the test database (or ``url``);
+    ``env`` adds to (or overrides) worker_env's variables."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, url: str = db_url) -> WorkerProcess:
+    def start(*args: str, url: str = db_url, env: dict[str, str] | None = None) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         command = [str(PGQ), "work", "--app", APP, "--database-url", url, *args]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                command, env=worker_env(url), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+                command,
+                env={**worker_env(url), **(env or {})},
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         worker = WorkerProcess(proc, log_path, command)
         started.append(worker)

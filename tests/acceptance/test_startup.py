@@ -101,12 +101,14 @@ HELP = {
     "--queue": ["Queue to work on", "Repeatable"],
     "--concurrency": ["jobs run at once", "default: 10"],
     "--lease": ["heartbeat", "default: 30.0"],
-    "--poll-interval": ["poll", "default: 1.0"],
+    "--poll-interval": ["poll", "Default: 1.0, or 0.25", "does not LISTEN"],
     "--grace": ["SIGTERM", "default: 30.0"],
     "--burst": ["nothing is due"],
     "--no-reaper": ["reaper"],
     "--log-level": ["DEBUG", "default: INFO"],
     "--database-url": ["PostgreSQL URL", "PGQ_DATABASE_URL"],
+    "--pgbouncer": ["transaction pooling mode", "PGQ_PGBOUNCER"],
+    "--direct-url": ["without the pooler", "LISTEN", "PGQ_DIRECT_URL"],
 }
 
 

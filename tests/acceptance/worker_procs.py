@@ -45,12 +45,17 @@ def worker_env(url: str) -> dict[str, str]:
 
 
 def run_pgq(
-    args: list[str], url: str, cwd: Path, timeout: float = 60
+    args: list[str],
+    url: str,
+    cwd: Path,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``pgq <args>`` to completion (for commands that exit by themselves)."""
+    """Run ``pgq <args>`` to completion (for commands that exit by themselves); ``env``
+    adds to (or overrides) :func:`worker_env`."""
     return subprocess.run(
         [str(PGQ), *args],
-        env=worker_env(url),
+        env={**worker_env(url), **(env or {})},
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import typer
 
 from pgq import migrate as migrations
 from pgq.cli import DatabaseUrl, app, fail
-from pgq.db import redact, resolve_database_url
+from pgq.db import redact, resolve_database_url, resolve_direct_url
 from pgq.errors import PgqError
 
 
@@ -24,14 +24,18 @@ def migrate(
         bool, typer.Option("--json", help="Print the result as one JSON object.")
     ] = False,
 ) -> None:
-    """Create or upgrade the pgq schema. Safe to run again: a no-op when up to date."""
+    """Create or upgrade the pgq schema. Safe to run again: a no-op when up to date.
+
+    Connects to --database-url, else $PGQ_DIRECT_URL (PostgreSQL without a pooler, when
+    pgq's other connections go through PgBouncer), else the usual database URL.
+    """
     if sql and as_json:
         fail("--sql prints SQL; it cannot be combined with --json")
     if sql:
         typer.echo(migrations.upgrade_sql(), nl=False)
         return
     try:
-        url = resolve_database_url(database_url)
+        url = resolve_database_url(database_url or resolve_direct_url())
         change = migrations.upgrade(url)
     except PgqError as exc:
         fail(str(exc))

@@ -12,7 +12,15 @@ import typer
 
 from pgq import options
 from pgq.cli import DatabaseUrl, app, fail
-from pgq.db import connect, redact, resolve_database_url
+from pgq.db import (
+    DIRECT_URL_ENV,
+    PGBOUNCER_ENV,
+    connect,
+    pgbouncer_mode,
+    redact,
+    resolve_database_url,
+    resolve_direct_url,
+)
 from pgq.errors import PgqError
 from pgq.migrate import check_schema, foreign_revisions_message
 from pgq.registry import LEASE_DEFAULT, REGISTRY
@@ -20,6 +28,7 @@ from pgq.worker import (
     CONCURRENCY_DEFAULT,
     GRACE_DEFAULT,
     POLL_INTERVAL_DEFAULT,
+    POLL_INTERVAL_POLL_ONLY_DEFAULT,
     Worker,
     WorkerConfig,
 )
@@ -65,14 +74,17 @@ def work(
         ),
     ] = LEASE_DEFAULT,
     poll_interval: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.01,
             metavar="SECONDS",
             help="Seconds between polls when no notification arrives (the fallback "
-            "to LISTEN, and how scheduled jobs are found).",
+            "to LISTEN, and how scheduled jobs are found). Default: "
+            f"{POLL_INTERVAL_DEFAULT}, or {POLL_INTERVAL_POLL_ONLY_DEFAULT} when "
+            "the worker does not LISTEN (--pgbouncer without --direct-url).",
+            show_default=False,
         ),
-    ] = POLL_INTERVAL_DEFAULT,
+    ] = None,
     grace: Annotated[
         float,
         typer.Option(
@@ -107,12 +119,35 @@ def work(
             show_default=False,
         ),
     ] = None,
+    pgbouncer: Annotated[
+        bool | None,
+        typer.Option(
+            "--pgbouncer/--no-pgbouncer",
+            help="The database URL goes through PgBouncer in transaction pooling mode: no "
+            "prepared statements or session settings, and LISTEN only on --direct-url. "
+            f"Default: ${PGBOUNCER_ENV} (1 or 0), else off.",
+            show_default=False,
+        ),
+    ] = None,
+    direct_url: Annotated[
+        str | None,
+        typer.Option(
+            "--direct-url",
+            envvar=DIRECT_URL_ENV,
+            help="PostgreSQL URL without the pooler, for LISTEN (wake-ups within "
+            "milliseconds). Default: none in PgBouncer mode (the worker polls), else the "
+            "database URL.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run a worker: claim due jobs, run them, retry failures; stop gracefully on SIGTERM."""
     _configure_logging(log_level)
     try:
         url = resolve_database_url(database_url)
+        listen_url = resolve_direct_url(direct_url)
+        pooled = pgbouncer_mode() if pgbouncer is None else pgbouncer
         _import_apps(apps)
         if len(REGISTRY) == 0:
             fail(
@@ -121,12 +156,21 @@ def work(
             )
         for queue in queues:
             options.check_queue(queue)
-        with connect(url) as conn:
+        with connect(url, pgbouncer=pooled) as conn:
             check_schema(conn)
     except PgqError as exc:
         fail(str(exc))
     config = WorkerConfig(
-        url, queues or None, concurrency, lease, poll_interval, grace, burst, run_reaper=reaper
+        url,
+        queues or None,
+        concurrency,
+        lease,
+        poll_interval,
+        grace,
+        burst,
+        run_reaper=reaper,
+        pgbouncer=pooled,
+        listen_url=listen_url,
     )
     logging.getLogger("pgq.worker").info("connecting to %s", redact(url))
     if (foreign := foreign_revisions_message()) is not None:
