@@ -30,6 +30,7 @@ DEFAULT_SCENARIOS = (
     "scale_out",
     "enqueue_concurrent",
     "memory",
+    "pgbouncer",  # skipped (with the reason) where the pgbouncer binary is missing
 )
 # Run only when asked by name: the soak takes 20 minutes, the peers need their own venv.
 EXTRA_SCENARIOS = ("soak", "peers")
@@ -109,6 +110,9 @@ def run_scenarios(ctx: harness.Context, names: list[str]) -> tuple[list[dict[str
         try:
             for result in load(name).run(ctx):
                 emit(result.to_dict(), lines)
+        except harness.Skipped as exc:
+            ctx.log(f"{name}: skipped: {exc}")
+            emit(json.loads(harness.skipped_line(name, str(exc))), lines)
         except Exception as exc:  # report it and go on with the next scenario
             failed += 1
             if not isinstance(exc, BenchError):

@@ -62,6 +62,16 @@ def error_line(scenario: str, message: str) -> str:
     return json.dumps({"scenario": scenario, "variant": "error", "error": message})
 
 
+class Skipped(Exception):
+    """A scenario that cannot run on this machine (a binary it needs is missing); the
+    message says why. Not a failure: the run's exit code stays 0."""
+
+
+def skipped_line(scenario: str, reason: str) -> str:
+    """The JSON line of a scenario skipped on this machine, with the reason."""
+    return json.dumps({"scenario": scenario, "variant": "skipped", "reason": reason})
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, EXTRA_DIGITS) if math.isfinite(value) else None
@@ -113,6 +123,8 @@ SUMMARY_KEYS = (
     "p50_ms",
     "p99_ms",
     "claim_p50_ms",
+    "finish_p50_ms",
+    "p50_vs_direct",
     "p50_vs_hand_loop",
     "speedup",
     "rss_10k_mb",
@@ -127,6 +139,9 @@ def summary_rows(lines: Iterable[dict[str, Any]]) -> list[list[str]]:
     for line in lines:
         if line.get("variant") == "error":
             rows.append([line["scenario"], "ERROR", "", "", "", line["error"][:ERROR_CHARS], ""])
+            continue
+        if line.get("variant") == "skipped":
+            rows.append([line["scenario"], "skipped", "", "", "", line["reason"][:ERROR_CHARS], ""])
             continue
         notes = " ".join(f"{k}={_short(line[k])}" for k in SUMMARY_KEYS if k in line)
         if "error" in line:

@@ -100,11 +100,16 @@ def drain_timeout(n: int) -> float:
     return DRAIN_TIMEOUT_BASE + n / DRAIN_TIMEOUT_RATE
 
 
-def burst_drain(url: str, first: int, last: int, workers: int = 1) -> Span:
-    """Run ``workers`` ``pgq work --burst`` until they exit; the span of jobs first..last."""
+def burst_drain(
+    url: str, first: int, last: int, workers: int = 1, args: tuple[str, ...] = ()
+) -> Span:
+    """Run ``workers`` ``pgq work --burst *args`` until they exit; the span of jobs
+    first..last."""
     n = last - first + 1
     with contextlib.ExitStack() as stack:
-        started = [stack.enter_context(WorkerProcess(url, "--burst")) for _ in range(workers)]
+        started = [
+            stack.enter_context(WorkerProcess(url, "--burst", *args)) for _ in range(workers)
+        ]
         for worker in started:
             worker.wait(drain_timeout(n))
     return checked_span(url, first, last)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pgq import devdb
+from pgq import devbouncer, devdb
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT = 120  # seconds; the run takes about ten
@@ -136,3 +136,17 @@ def test_compare_alternates_two_checkouts_and_sums_up_their_ratio(
     assert all(r["per_s"] > 0 for r in runs)
     assert summary["rounds"] == 2
     assert summary["b_over_a_min"] <= summary["b_over_a_median"] <= summary["b_over_a_max"]
+
+
+def test_quick_pgbouncer_compares_the_modes_in_one_run(pg_server: devdb.Server) -> None:
+    if devbouncer.find_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    done = run_quick(pg_server, "pgbouncer")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = {line["variant"]: line for line in map(json.loads, done.stdout.splitlines())}
+    modes = ("direct", "direct_pooled_mode", "pgbouncer")
+    figures = ("claim_finish", "idle_claim", "drain")
+    assert sorted(lines) == sorted(f"{f}_{m}" for f in figures for m in modes), done.stdout
+    assert lines["claim_finish_direct"]["ratio"] == 1.0
+    assert lines["idle_claim_direct"]["p50_vs_direct"] == 1.0
+    assert all(line["per_s"] > 0 for line in lines.values())

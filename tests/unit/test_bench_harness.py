@@ -10,7 +10,7 @@ import time
 
 import pytest
 from benchmarks import cli, harness, workers
-from benchmarks.scenarios import soak
+from benchmarks.scenarios import pgbouncer, soak
 from benchmarks.workers import parse_status_kib
 
 # --- percentiles ----------------------------------------------------------------------------
@@ -131,6 +131,26 @@ def test_summary_shows_errors_of_whole_scenarios_and_of_variants() -> None:
     assert rows[1][1] == "ERROR"
     assert "timed out" in rows[1][5]
     assert rows[2][5] == "ERROR: not installed"
+
+
+def test_a_skipped_scenario_is_a_line_with_its_reason_and_a_row() -> None:
+    line = json.loads(harness.skipped_line("pgbouncer", "pgbouncer is not installed"))
+    assert line == {"scenario": "pgbouncer", "variant": "skipped", "reason": line["reason"]}
+    rows = harness.summary_rows([line])
+    assert rows[1][:2] == ["pgbouncer", "skipped"]
+    assert rows[1][5] == "pgbouncer is not installed"
+
+
+def test_a_skipped_scenario_is_not_a_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(pgbouncer.devbouncer, "find_binary", lambda: None)
+    monkeypatch.setattr(cli, "load", lambda name: pgbouncer)
+    lines, failed = cli.run_scenarios(harness.Context(None, log=lambda _: None), ["pgbouncer"])
+    assert failed == 0
+    assert lines == [{"scenario": "pgbouncer", "variant": "skipped", "reason": lines[0]["reason"]}]
+    assert "apt-get install pgbouncer" in lines[0]["reason"]
+    assert json.loads(capsys.readouterr().out) == lines[0]
 
 
 def test_format_table_aligns_columns() -> None:
