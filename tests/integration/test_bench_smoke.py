@@ -103,7 +103,7 @@ def test_an_unknown_scenario_fails_in_one_line_without_touching_the_database() -
     assert done.stderr.strip().splitlines() == [
         "benchmarks: error: unknown scenario nope; choose from "
         "enqueue_single, enqueue_many, drain, latency, backlog, scale_out, "
-        "enqueue_concurrent, memory, soak, peers"
+        "enqueue_concurrent, memory, pgbouncer, soak, peers"
     ]
     assert done.stdout == ""
 

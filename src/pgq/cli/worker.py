@@ -134,6 +134,7 @@ def work(
         typer.Option(
             "--direct-url",
             envvar=DIRECT_URL_ENV,
+            metavar="URL",
             help="PostgreSQL URL without the pooler, for LISTEN (wake-ups within "
             "milliseconds). Default: none in PgBouncer mode (the worker polls), else the "
             "database URL.",
