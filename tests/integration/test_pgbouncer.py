@@ -289,8 +289,9 @@ def test_migrate_through_pgbouncer_in_transaction_mode(empty_pooled_url: str) ->
 
 
 def test_migrate_through_pgbouncer_in_statement_mode_says_to_go_direct(
-    pg_server: devdb.Server, empty_db_url: str
+    pg_server: devdb.Server, empty_db_url: str, pgbouncer: devbouncer.PgBouncer
 ) -> None:
+    # `pgbouncer` (transaction mode) is unused but for its skip where the binary is missing.
     with (
         devbouncer.start(pg_server.url, pool_mode="statement") as statement_mode,
         pytest.raises(pgq.SchemaError, match=r"statement pooling mode.*\$PGQ_DIRECT_URL"),
