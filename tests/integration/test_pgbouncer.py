@@ -108,6 +108,35 @@ def test_enqueue_with_sqlalchemy_sync_and_async_through_pgbouncer(
     assert pool_state().clean, pool_state()
 
 
+# SQLAlchemy's asyncpg dialect through PgBouncer: no statement cache in asyncpg nor in
+# the dialect (both prepare named statements otherwise), as docs/pgbouncer.md says.
+ASYNCPG_POOLED = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
+def test_enqueue_with_sqlalchemy_on_asyncpg_through_pgbouncer(
+    bouncer_url: str, conn: psycopg.Connection[Any], pool_state: State
+) -> None:
+    pytest.importorskip("asyncpg")
+    url = bouncer_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    async def enqueue_async() -> None:
+        # Two engines: two clients taking turns on the one server connection.
+        engines = [create_async_engine(url, connect_args=ASYNCPG_POOLED) for _ in range(2)]
+        try:
+            for n in range(JOBS):
+                async with AsyncSession(engines[n % 2]) as session, session.begin():
+                    await pgq.enqueue(session, "pooled.job", {"n": n})
+                    if n == 0:
+                        await pgq.enqueue_many(session, [pgq.JobSpec("pooled.job")] * 150)
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    asyncio.run(enqueue_async())
+    assert queued(conn) == JOBS + 150
+    assert pool_state().clean, pool_state()
+
+
 def test_leak_default_psycopg_prepared_statements_clash_on_the_shared_connection(
     bouncer_url: str,
 ) -> None:
