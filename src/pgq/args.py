@@ -7,10 +7,13 @@ value is walked here first and the first problem is reported with its path.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from json import encoder as json_encoder
 from typing import Any
 
@@ -230,3 +233,117 @@ def _check_text(text: str, path: str) -> None:
         raise ArgsError(
             f"{path} contains a lone surrogate at position {exc.start}; it is not valid Unicode"
         ) from None
+
+
+# --- binding arguments to a task's function ---------------------------------------------------
+#
+# Jobs call their function with keyword arguments only (``func(**args)``, after the context
+# when the task takes one), so a signature is reduced once to the names it takes, the names
+# it needs and whether it takes any name (``**kwargs``); each check is then a few set
+# operations, cheap enough for every enqueue and every job a worker starts.
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    name: str  # the function's, for messages
+    accepted: frozenset[str]  # names that may be passed by keyword
+    required: frozenset[str]  # of those, the ones without a default
+    any_keyword: bool  # the function takes **kwargs
+    positional_only: frozenset[str]  # names only a positional argument can fill
+    problem: str | None  # why no call with keyword arguments can work, if none can
+
+
+def bind_args(
+    func: Callable[..., Any], args: Mapping[str, Any], *, pass_context: bool = False
+) -> None:
+    """Check that ``func(**args)`` (``func(ctx, **args)`` with ``pass_context``) would bind.
+
+    What ``Task.enqueue`` and ``Task.spec`` check before anything is sent, and what a worker
+    checks before it starts a job. Raises [`ArgsError`][pgq.ArgsError] naming the parameter:
+    a required one missing, an unexpected keyword, or a positional-only parameter (pgq passes
+    arguments by keyword). Functions whose signature Python cannot tell (some built-ins) are
+    not checked. Example::
+
+        def send(order_id: int) -> None: ...
+
+        bind_args(send, {"order_id": 1})  # fine
+        bind_args(send, {"order": 1})  # ArgsError: ... unexpected argument 'order' ...
+    """
+    problem = args_problem(func, args, pass_context=pass_context)
+    if problem is not None:
+        raise ArgsError(problem)
+
+
+def args_problem(
+    func: Callable[..., Any], args: Mapping[str, Any], *, pass_context: bool = False
+) -> str | None:
+    """What ``bind_args`` would raise, as text; None when the arguments bind."""
+    if not isinstance(args, Mapping):
+        return f"args must be a mapping of keyword arguments, not {type(args).__name__}"
+    try:
+        sig = _signature(func, pass_context)
+    except TypeError:  # an unhashable callable: described afresh each time
+        sig = _describe(func, pass_context)
+    if sig is None:
+        return None
+    if sig.problem is not None:
+        return sig.problem
+    given = args.keys()
+    # An unexpected name first, as Python does: it is often the missing one misspelt.
+    unexpected = () if sig.any_keyword else given - sig.accepted
+    if not unexpected:
+        missing = sig.required - given
+        if not missing:
+            return None
+        names = ", ".join(repr(name) for name in sorted(missing))
+        return f"{sig.name}() is missing the required argument(s) {names}"
+    first = min(unexpected, key=str)
+    if first in sig.positional_only:
+        return (
+            f"{sig.name}() parameter {first!r} is positional-only, and pgq passes arguments "
+            "by keyword; remove the '/' from its signature"
+        )
+    return f"{sig.name}() got an unexpected argument {first!r}; it takes " + (
+        ", ".join(repr(n) for n in sorted(sig.accepted)) or "no arguments"
+    )
+
+
+def _describe(func: Callable[..., Any], pass_context: bool) -> _Signature | None:
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # a callable Python cannot describe: not checked
+        return None
+    # A function defined inside another is named from its own part of the qualified name.
+    name = (getattr(func, "__qualname__", None) or repr(func)).rpartition("<locals>.")[2]
+    problem = None
+    if pass_context:
+        if params and params[0].kind in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD):
+            params = params[1:]  # the context fills it
+        elif not any(p.kind is _VAR_POSITIONAL for p in params):
+            problem = f"{name}() takes no positional parameter for the context (pass_context=True)"
+    accepted = {p.name for p in params if p.kind in (_POSITIONAL_OR_KEYWORD, _KEYWORD_ONLY)}
+    required = {p.name for p in params if p.name in accepted and p.default is p.empty}
+    positional_only = {p.name for p in params if p.kind is _POSITIONAL_ONLY}
+    needed = [p.name for p in params if p.kind is _POSITIONAL_ONLY and p.default is p.empty]
+    if problem is None and needed:
+        problem = (
+            f"{name}() parameter {needed[0]!r} is positional-only, and pgq passes arguments "
+            "by keyword; remove the '/' from its signature"
+        )
+    return _Signature(
+        name=name,
+        accepted=frozenset(accepted),
+        required=frozenset(required),
+        any_keyword=any(p.kind is _VAR_KEYWORD for p in params),
+        positional_only=frozenset(positional_only),
+        problem=problem,
+    )
+
+
+_signature = functools.lru_cache(maxsize=4096)(_describe)
+
+_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD

@@ -84,6 +84,7 @@ def enqueue(
     # instead of being silently turned into something else.
     given: Any = {} if args is None else args
     if isinstance(task, Task):
+        task.bind_args(given)
         spec = replace(task.configure(**chosen).options, args=given)
     else:
         spec = JobSpec(task, given, **chosen)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from pgq import options
+from pgq.args import args_problem, bind_args
 from pgq.errors import OptionError, TaskRegistrationError
 from pgq.retry import DEFAULT_BACKOFF, Backoff
 
@@ -59,6 +60,15 @@ class Task:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
+    def bind_args(self, args: Mapping[str, Any]) -> None:
+        """Raise [`ArgsError`][pgq.ArgsError] naming the parameter unless the task's function
+        takes ``args`` as its keyword arguments (see [`pgq.args.bind_args`][pgq.args.bind_args])."""
+        bind_args(self.func, args, pass_context=self.pass_context)
+
+    def args_problem(self, args: Mapping[str, Any]) -> str | None:
+        """Why ``args`` do not bind to the function, or None: what a worker checks."""
+        return args_problem(self.func, args, pass_context=self.pass_context)
+
     def spec(self, **kwargs: Any) -> JobSpec:
         """A [`JobSpec`][pgq.JobSpec] for this task: ``kwargs`` as its arguments, its defaults."""
         return self.configure().spec(**kwargs)
@@ -99,6 +109,7 @@ class TaskCall:
     options: JobSpec
 
     def spec(self, **kwargs: Any) -> JobSpec:
+        self.task.bind_args(kwargs)
         return replace(self.options, args=kwargs)
 
     def enqueue(self, session: Any, **kwargs: Any) -> Any:

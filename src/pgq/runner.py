@@ -20,6 +20,8 @@ from pgq.registry import Task
 
 ERROR_MESSAGE_MAX_CHARS = 2000
 ERROR_TRACEBACK_MAX_CHARS = 8000
+# The error kind of a job whose arguments do not bind to its function: failed at once.
+BAD_ARGUMENTS = "bad_arguments"
 
 
 @dataclass(frozen=True, slots=True)

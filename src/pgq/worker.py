@@ -45,11 +45,20 @@ from pgq import reaper, store
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection, describe_error, pgbouncer_mode, redact
 from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
+from pgq.errors import ArgsError
 from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
-from pgq.runner import ClaimedJob, JobContext, Outcome, execute, outcome_of_call
+from pgq.runner import (
+    BAD_ARGUMENTS,
+    ClaimedJob,
+    JobContext,
+    Outcome,
+    error_entry,
+    execute,
+    outcome_of_call,
+)
 from pgq.threads import Done, Slots, ThreadPool
 
 log = logging.getLogger("pgq.worker")
@@ -364,10 +373,25 @@ class Worker:
         )
         running = _Running(job, ctx, task, self._lease_of(job), self._loop.time())
         self._running[job.id] = running
-        if task.is_async:
+        problem = task.args_problem(job.args)
+        if problem is not None:
+            self._reject(running, problem)
+        elif task.is_async:
             running.handle = asyncio.create_task(self._run_async_job(running))
         else:
             self._threads.submit(running, self._run_in_thread, (running,), {})
+
+    def _reject(self, running: _Running, problem: str) -> None:
+        """Arguments that do not bind fail the job for good: no retry could make them bind
+        (the code reading them would have to change, and a new job be enqueued)."""
+        if running.task.is_async and self._slots is not None:
+            self._slots.give()  # taken by _start_ready for this job
+        error = ArgsError(problem)
+        outcome = Outcome(
+            "failed", error=error_entry(BAD_ARGUMENTS, problem, None), exception=error
+        )
+        self._finished(running, outcome, 0.0)
+        self._slot_freed.set()
 
     def _lease_of(self, job: ClaimedJob) -> float:
         return self._lease_by_task.get(job.task, self.config.lease)

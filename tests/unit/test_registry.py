@@ -148,7 +148,7 @@ def test_configure_overrides_only_what_it_names(registry: Registry) -> None:
         max_attempts=pgq.registry.options.MAX_ATTEMPTS_DEFAULT,
         unique_key="k",
     )
-    delayed = task.configure(delay=timedelta(seconds=30), priority=None).spec()
+    delayed = task.configure(delay=timedelta(seconds=30), priority=None).spec(order_id=3)
     assert (delayed.delay, delayed.priority, delayed.queue) == (timedelta(seconds=30), 3, "emails")
 
 
