@@ -94,6 +94,7 @@ class QueueStats:
     succeeded_last_hour: int
     oldest_ready_seconds: float | None
     per_minute_last_5m: float
+    paused: bool = False  # `pgq pause`: no worker claims from it
 
 
 @dataclass(slots=True)

@@ -21,17 +21,26 @@ from collections.abc import Callable
 
 import psycopg
 
-from pgq import store
+from pgq import limits, store
 from pgq.db import ReconnectingConnection
 
 log = logging.getLogger("pgq.worker")
 
+PAUSE_PAYLOAD = limits.PAUSE_PAYLOAD.encode()
+
 
 class Listener:
-    def __init__(self, url: str, queues: set[str], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        queues: set[str],
+        wake: Callable[[], None],
+        on_pause: Callable[[], None] | None = None,
+    ) -> None:
         self._db = ReconnectingConnection(url, "listener")
         self._payloads = {queue.encode() for queue in queues}  # queue names are ASCII
         self._wake = wake
+        self._on_pause = on_pause  # a queue was paused or resumed (pgq.limits)
 
     @property
     def reconnects(self) -> int:
@@ -63,6 +72,8 @@ class Listener:
             while (notify := pgconn.notifies()) is not None:
                 if notify.extra in self._payloads:
                     self._wake()
+                elif notify.extra == PAUSE_PAYLOAD and self._on_pause is not None:
+                    self._on_pause()
 
         socket = pgconn.socket
         loop.add_reader(socket, readable)

@@ -173,18 +173,19 @@ class QueueGauges(Collector):
         return _gauge_families()
 
     def collect(self) -> Iterable[Metric]:
-        ready, scheduled, running, oldest, up = _gauge_families()
+        ready, scheduled, running, oldest, paused, up = families = _gauge_families()
         rows = self.read()
         up.add_metric([], 0 if rows is None else 1)
         if rows is not None:
-            counts = {queue: (0, 0, 0, None) for queue in self._queues}
+            counts = {queue: (0, 0, 0, None, False) for queue in self._queues}
             counts.update({row[0]: row[1:] for row in rows})
-            for queue, (n_ready, n_scheduled, n_running, oldest_seconds) in counts.items():
+            for queue, (n_ready, n_scheduled, n_running, oldest_s, is_paused) in counts.items():
                 ready.add_metric([queue], n_ready)
                 scheduled.add_metric([queue], n_scheduled)
                 running.add_metric([queue], n_running)
-                oldest.add_metric([queue], oldest_seconds or 0.0)
-        return [ready, scheduled, running, oldest, up]
+                oldest.add_metric([queue], oldest_s or 0.0)
+                paused.add_metric([queue], 1 if is_paused else 0)
+        return families
 
     def read(self) -> list[store.Row] | None:
         """The rows of ``sql/queue_counts_select.sql``, or None (logged) if unreadable."""
@@ -227,6 +228,7 @@ def _gauge_families() -> list[GaugeMetricFamily]:
             "pgq_queue_oldest_ready_seconds",
             "Seconds the oldest ready job has waited past its run_at; 0 when none is ready.",
         ),
+        gauge("pgq_queue_paused", "1 while the queue is paused (pgq pause), else 0."),
         gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
     ]
 

@@ -355,11 +355,31 @@ def select_queue_stats() -> Statement:
     return Statement("queue_stats_select", {})
 
 
+# --- flow control (pgq.limits) ----------------------------------------------------------------
+
+
+def pause_queue(*, queue: str, reason: str | None) -> Statement:
+    """Pause ``queue``; returns ``(queue, paused_at, reason, notified)``."""
+    return Statement("queue_pause", locals())
+
+
+def resume_queue(*, queue: str) -> Statement:
+    """Resume ``queue``; returns the lifted pause ``(queue, paused_at, reason, notified)``
+    or no row when it was not paused."""
+    return Statement("queue_resume", locals())
+
+
+def list_queue_pauses() -> Statement:
+    """Every paused queue: ``(queue, paused_at, reason)``, oldest pause first."""
+    return Statement("queue_pause_list", {})
+
+
 # --- metrics (pgq.metrics) --------------------------------------------------------------------
 
 
 def select_queue_counts(*, now: Any = None) -> Statement:
-    """Live jobs per queue: ``(queue, ready, scheduled, running, oldest_ready_seconds)``."""
+    """Live jobs per queue: ``(queue, ready, scheduled, running, oldest_ready_seconds,
+    paused)``."""
     return Statement("queue_counts_select", locals())
 
 

@@ -163,6 +163,10 @@ class Worker:
         self._start_lock = threading.Lock()
         self._avg_duration: float | None = None  # seconds, moving average
         self._linger_until = 0.0  # loop time before which a short claim is retried once
+        # Paused queues (pgq.limits), read at most once per poll interval, and at once after
+        # a pause or resume notified us; the claim leaves them out.
+        self._paused: frozenset[str] = frozenset()
+        self._pauses_read_at: float | None = None  # loop time; None: read before claiming
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
@@ -201,7 +205,9 @@ class Worker:
             self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
         )
         self._listener = (
-            Listener(self.listen_url, set(self.queues), self._notified) if self.listen_url else None
+            Listener(self.listen_url, set(self.queues), self._notified, self._pauses_changed)
+            if self.listen_url
+            else None
         )
         if install_signal_handlers:
             self._install_signal_handlers()
@@ -299,9 +305,33 @@ class Worker:
             # used: reconnect (with backoff) and try once more before giving up this poll.
             return await self._claim_db.execute(statement)
 
+    def _pauses_changed(self) -> None:
+        self._pauses_read_at = None
+        self._wakeup.set()
+
+    async def _claimable_queues(self) -> list[str]:
+        """Our queues minus the paused ones, the pauses read again when they may be stale."""
+        read_at, now = self._pauses_read_at, self._loop.time()
+        if read_at is None or now - read_at >= self.poll_interval:
+            try:
+                rows = await self._claim_db.execute(store.list_queue_pauses())
+            except psycopg.Error as exc:
+                # Keep the pauses known so far; the next poll reads them again.
+                log.warning("reading paused queues failed: %s", describe_error(exc))
+            else:
+                paused = frozenset(row[0] for row in rows)
+                if paused != self._paused:
+                    log.info("paused queues: %s", ", ".join(sorted(paused)) or "none")
+                self._paused = paused
+            self._pauses_read_at = now
+        return [queue for queue in self.queues if queue not in self._paused]
+
     async def _claim(self, limit: int) -> list[ClaimedJob] | None:
+        queues = await self._claimable_queues()
+        if not queues:
+            return []  # every queue of ours is paused: wait for a poll or a resume
         statement = store.claim_jobs(
-            queues=self.queues,
+            queues=queues,
             tasks=self._names,
             leases=self._leases,
             limit=limit,

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pgq import store
+from pgq import limits, store
 from pgq.metrics import QueueGauges
 
 INSERT = (
@@ -61,7 +61,7 @@ def test_the_statement_counts_live_jobs_per_queue_in_database_time(
 ) -> None:
     rows = store.fetch(arranged, store.select_queue_counts(now=t0 + timedelta(seconds=10)))
 
-    assert rows == [("default", 2, 1, 0, 110.0), ("mail", 1, 0, 2, 10.0)]
+    assert rows == [("default", 2, 1, 0, 110.0, False), ("mail", 1, 0, 2, 10.0, False)]
 
 
 def test_a_job_becomes_ready_when_injected_time_reaches_its_run_at(
@@ -83,6 +83,19 @@ def test_the_collector_reports_every_queue_with_live_jobs_and_the_worked_ones(
     oldest = found["pgq_queue_oldest_ready_seconds"]
     assert oldest["default"] >= 100 and oldest["mail"] >= 0 and oldest["idle"] == 0
     assert found["pgq_database_up"] == {"": 1}
+    assert found["pgq_queue_paused"] == {"default": 0, "mail": 0, "idle": 0}
+
+
+def test_a_paused_queue_is_reported_even_without_jobs(
+    db_url: str, arranged: psycopg.Connection[Any]
+) -> None:
+    limits.pause_queue(arranged, "mail")
+    limits.pause_queue(arranged, "empty")
+
+    found = collect(QueueGauges(db_url, ["default"]))
+
+    assert found["pgq_queue_paused"] == {"default": 0, "mail": 1, "empty": 1}
+    assert found["pgq_queue_ready_jobs"] == {"default": 2, "mail": 1, "empty": 0}
 
 
 def test_a_query_past_the_timeout_gives_up_and_says_so(

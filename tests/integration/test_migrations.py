@@ -368,7 +368,7 @@ def test_upgrade_from_0003_keeps_rows_and_the_table_in_place(empty_db_url: str) 
         before = _storage(conn)
         rows = conn.execute(READ_CHANGED_COLUMNS).fetchall()
 
-    migrate.upgrade(empty_db_url)
+    migrate.upgrade(empty_db_url, "pgq_0004")
 
     with psycopg.connect(empty_db_url) as conn:
         # The table was not rewritten. PostgreSQL rebuilds the partial indexes on a column
@@ -392,4 +392,37 @@ def test_downgrade_from_0004_restores_0003(empty_db_url: str, second_empty_db_ur
 
     with psycopg.connect(empty_db_url) as conn:
         conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0005: paused queues ---------------------------------------------------------------------
+
+
+def test_upgrade_from_0004_keeps_jobs_and_starts_with_no_pause(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0004")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task) SELECT 'q' || i % 3, 't' "
+            "FROM generate_series(1, 300) AS i"
+        )
+        before = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0005")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall() == before
+        assert conn.execute("SELECT count(*) FROM pgq.queue_pauses").fetchone() == (0,)
+        # The table takes only valid queue names (the domain's rule).
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO pgq.queue_pauses (queue) VALUES ('bad name')")
+
+
+def test_downgrade_from_0005_restores_0004(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0004")
+    migrate.upgrade(empty_db_url, "pgq_0005")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.queue_pauses (queue) VALUES ('q')")
+
+    migrate.downgrade(empty_db_url, "pgq_0004")
+
     assert catalog(empty_db_url) == catalog(second_empty_db_url)

@@ -53,7 +53,7 @@ TaskFilter = Annotated[
 EXIT_SOME_SKIPPED = 1
 STATS_COLUMNS = (
     *("queue", "ready", "scheduled", "running", "failed"),
-    *("ok (1h)", "oldest ready", "per min (5m)"),
+    *("ok (1h)", "oldest ready", "per min (5m)", "paused"),
 )
 _TEXT_COLUMNS = {"queue", "task", "state", "last error"}
 _TIME_COLUMNS = {"when"}
@@ -82,6 +82,7 @@ def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
             *(str(n) for n in (r.ready, r.scheduled, r.running, r.failed, r.succeeded_last_hour)),
             oldest,
             f"{r.per_minute_last_5m:.1f}",
+            "paused" if r.paused else "",
         )
     _print_table(table, rows, "no queues with jobs")
 

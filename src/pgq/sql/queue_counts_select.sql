@@ -5,7 +5,7 @@
 -- queued rows through the claim index (queue and run_at are in it, so the scan can be
 -- index-only) and the running rows through the running index (a small set). A scrape
 -- therefore costs the same on a table with millions of finished rows; its cost follows
--- the backlog alone.
+-- the backlog alone. Paused queues come from pgq.queue_pauses (a row per paused queue).
 WITH t AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), counts AS (
@@ -14,21 +14,26 @@ WITH t AS (
            count(*) FILTER (WHERE q.run_at > t.now) AS scheduled,
            0 AS running,
            extract(epoch FROM t.now - min(q.run_at) FILTER (WHERE q.run_at <= t.now))::float8
-               AS oldest_ready_seconds
+               AS oldest_ready_seconds,
+           false AS paused
     FROM pgq.jobs AS q, t
     WHERE q.state = 'queued'
     GROUP BY q.queue, t.now
     UNION ALL
-    SELECT queue, 0, 0, count(*), NULL
+    SELECT queue, 0, 0, count(*), NULL, false
     FROM pgq.jobs
     WHERE state = 'running'
     GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, NULL, true
+    FROM pgq.queue_pauses
 )
 SELECT queue,
        sum(ready)::bigint AS ready,
        sum(scheduled)::bigint AS scheduled,
        sum(running)::bigint AS running,
-       max(oldest_ready_seconds) AS oldest_ready_seconds
+       max(oldest_ready_seconds) AS oldest_ready_seconds,
+       bool_or(paused) AS paused
 FROM counts
 GROUP BY queue
 ORDER BY queue
