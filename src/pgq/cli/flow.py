@@ -23,7 +23,7 @@ def pause(
     queue: QueueArgument,
     reason: Annotated[
         str | None,
-        typer.Option("--reason", metavar="TEXT", help="Why (kept with the pause, shown by pgq pause)."),
+        typer.Option("--reason", metavar="TEXT", help="Why (kept with the pause)."),
     ] = None,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
