@@ -27,6 +27,7 @@ from pgq.errors import (
 from pgq.registry import JobSpec, Task, task
 from pgq.retry import Backoff
 from pgq.runner import JobContext
+from pgq.workflows import Chain, Group, Workflow, chain, group
 
 __version__ = "0.1.0"
 
@@ -34,9 +35,11 @@ __all__ = [
     "ArgsError",
     "ArgsTooLargeError",
     "Backoff",
+    "Chain",
     "DatabaseUnavailableError",
     "DatabaseUrlError",
     "Fail",
+    "Group",
     "JobContext",
     "JobSpec",
     "MissingExtraError",
@@ -51,9 +54,12 @@ __all__ = [
     "TaskNameError",
     "TaskRegistrationError",
     "ValidationError",
+    "Workflow",
     "__version__",
+    "chain",
     "enqueue",
     "enqueue_many",
+    "group",
     "set_args_max_bytes",
     "task",
 ]

@@ -25,7 +25,7 @@ import psycopg
 from pgq import options, store
 from pgq.errors import OptionError, PgqError
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATES = ("queued", "waiting", "running", "succeeded", "failed", "cancelled")
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 10_000
 BATCH_SIZE_DEFAULT = 1000
@@ -236,6 +236,12 @@ def cancel_jobs(
     for batch in _batches(check_job_ids(ids), check_batch_size(batch_size)):
         with conn.transaction():
             rows = store.fetch(conn, store.cancel_jobs(ids=batch, now=now))
+            # Cancelled queued (or waiting) jobs cancel their waiting dependents with them,
+            # in the same transaction. A running job's dependents follow when its worker
+            # writes the cancellation.
+            cancelled = [row[0] for row in rows if row[1] == "cancelled"]
+            if cancelled:
+                store.fetch(conn, store.release_dependents(ids=cancelled))
         result.cancelled += [job_id for job_id, state in rows if state == "cancelled"]
         result.cancel_requested += [job_id for job_id, state in rows if state == "running"]
         done = [row[0] for row in rows]
@@ -318,6 +324,6 @@ def _retry_reason(state: str, unique_key: str | None) -> str:
 
 
 def _cancel_reason(state: str, unique_key: str | None) -> str:
-    if state in ("queued", "running"):
+    if state in ("queued", "waiting", "running"):
         return f"is {state} again after a concurrent change; run the cancel again"
-    return f"is {state}; only queued or running jobs can be cancelled"
+    return f"is {state}; only queued, waiting or running jobs can be cancelled"

@@ -77,18 +77,19 @@ class Completer:
         while self._pending:
             batch = self._pending[: self._batch_max]
             del self._pending[: self._batch_max]
-            await self._write_with_retries(batch)
+            for part, statement in _statements(batch):
+                await self._write_with_retries(part, statement)
             written += len(batch)
         if not self._closing:
             self._ready.clear()
         self._idle.set()
         return written
 
-    async def _write_with_retries(self, batch: list[Finished]) -> None:
+    async def _write_with_retries(self, batch: list[Finished], statement: store.Statement) -> None:
         delay = WRITE_RETRY_DELAY_DEFAULT
         for attempt in range(1, WRITE_ATTEMPTS_DEFAULT + 1):
             try:
-                applied = await self._execute(_statement(batch))
+                applied = await self._execute(statement)
             except Exception as exc:
                 log.warning(
                     "writing %d outcomes failed (try %d of %d): %s",
@@ -130,8 +131,22 @@ class Completer:
                 )
 
 
-def _statement(batch: list[Finished]) -> store.Statement:
-    return store.finish_jobs(
+def _statements(batch: list[Finished]) -> list[tuple[list[Finished], store.Statement]]:
+    """The statements that write ``batch``. Jobs that others wait for (has_dependents, from
+    the claim) go through the finish that also releases their dependents; every other job
+    through the plain finish, which stays exactly what it was without workflows."""
+    if not any(f.job.has_dependents for f in batch):
+        return [(batch, _statement(batch))]
+    parents = [f for f in batch if f.job.has_dependents]
+    plain = [f for f in batch if not f.job.has_dependents]
+    releasing = (parents, _statement(parents, store.finish_and_release_jobs))
+    return [(plain, _statement(plain)), releasing] if plain else [releasing]
+
+
+def _statement(
+    batch: list[Finished], make: Callable[..., store.Statement] = store.finish_jobs
+) -> store.Statement:
+    return make(
         ids=[f.job.id for f in batch],
         tokens=[f.job.lease_token for f in batch],
         outcomes=[f.outcome.kind for f in batch],

@@ -106,7 +106,7 @@ def enqueue_spec(session: Any, spec: JobSpec) -> Any:
         unique_key=unique_key,
         notify=NOTIFY_LIMITER.allow(queue) if due_now else True,
     )
-    return _run(session, statement, _first_id)
+    return run_statement(session, statement, _first_id)
 
 
 NOTIFY_INTERVAL_DEFAULT = 0.01  # seconds: at most one NOTIFY per queue this often per process
@@ -173,7 +173,7 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
         copied = _copy_many(session, rows)
         if copied is not None:
             return copied
-    return _run(session, store.insert_jobs(jobs=insert_document(rows)), _all_ids)
+    return run_statement(session, store.insert_jobs(jobs=insert_document(rows)), _all_ids)
 
 
 # --- enqueue_many's COPY: the ids first, then the rows -----------------------------------------
@@ -286,7 +286,11 @@ def _all_ids(rows: list[store.Row]) -> list[int]:
 # --- running a statement on whatever the caller holds ----------------------------------------
 
 
-def _run(session: Any, statement: store.Statement, shape: Callable[[list[store.Row]], Any]) -> Any:
+def run_statement(
+    session: Any, statement: store.Statement, shape: Callable[[list[store.Row]], Any]
+) -> Any:
+    """Run ``statement`` on whatever session the caller holds and return ``shape(rows)``
+    (an awaitable of it for async sessions). Raises SessionTypeError for anything else."""
     if isinstance(session, psycopg.Connection):
         return shape(store.fetch(session, statement))
     if isinstance(session, psycopg.AsyncConnection):

@@ -206,6 +206,7 @@ def reap_once(
                 log.debug("another process holds the reaper lock; skipping this pass")
                 return ReapResult(jobs, batches, locked_out=True)
             rows = store.fetch(conn, statement)
+            _release_dependents(conn, rows)
         batches += 1
         reaped = [ReapedJob(*row) for row in rows]
         for job in reaped:
@@ -213,6 +214,15 @@ def reap_once(
         jobs.extend(reaped)
         if len(rows) < config.batch_size:
             return ReapResult(jobs, batches)
+
+
+def _release_dependents(conn: psycopg.Connection[Any], rows: list[store.Row]) -> None:
+    # A lapsed job that failed for good (or was cancelled) cancels the workflow jobs waiting
+    # for it, in the same transaction as the reap: both commit, or neither. The statement
+    # skips jobs without dependents itself; it is not sent when no job became final.
+    final = [row[0] for row in rows if row[3] in ("failed", "cancelled")]
+    if final:
+        store.fetch(conn, store.release_dependents(ids=final))
 
 
 def prune_once(

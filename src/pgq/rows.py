@@ -56,7 +56,7 @@ def checked_rows(jobs: Iterable[JobSpec]) -> list[Row]:
     rows = []
     for index, spec in enumerate(jobs):
         row = _known_row(spec, checked) if type(spec) is JobSpec else None
-        rows.append(row if row is not None else _numbered_row(index, spec))
+        rows.append(row if row is not None else numbered_row(index, spec))
     return rows
 
 
@@ -96,7 +96,7 @@ def _checked_options(spec: JobSpec) -> _Options:
     )
 
 
-def _numbered_row(index: int, spec: JobSpec) -> Row:
+def numbered_row(index: int, spec: JobSpec) -> Row:
     if not isinstance(spec, JobSpec):
         raise ValidationError(
             f"jobs[{index}] is a {type(spec).__name__}, not a pgq.JobSpec; "

@@ -39,6 +39,7 @@ class ClaimedJob:
     run_at: datetime
     enqueued_at: datetime
     lag: float = 0.0  # seconds from run_at to the claim, in database time
+    has_dependents: bool = False  # jobs wait for this one: its finish releases them
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ClaimedJob:

@@ -243,6 +243,40 @@ def finish_jobs(
     )
 
 
+def finish_and_release_jobs(
+    *,
+    ids: list[int],
+    tokens: list[int],
+    outcomes: list[str],
+    delays: list[float],
+    errors: list[str | None],
+) -> Statement:
+    """``finish_jobs`` for jobs with dependents, releasing (or cancelling) those in the same
+    statement; returns ``(id, state, notified)`` per outcome applied."""
+    return Statement(
+        "job_finish_release_many",
+        {
+            "ids": number_array(ids),
+            "tokens": number_array(tokens),
+            "outcomes": word_array(outcomes),
+            "delays": number_array(delays),
+            "errors": text_array(errors),
+        },
+    )
+
+
+def release_dependents(*, ids: list[int]) -> Statement:
+    """Release or cancel the dependents of ``ids``, jobs this transaction just made final
+    (by the reaper or a cancel); returns one row ``(cancelled, released, notified)``."""
+    return Statement("job_release_dependents", {"ids": ids})
+
+
+def insert_workflow(*, jobs: str) -> Statement:
+    """Insert a workflow's jobs and edges; ``jobs`` is the JSON array workflow_insert.sql
+    reads. Returns one ``(id, edges, notified)`` row per job, ids ascending."""
+    return Statement("workflow_insert", locals())
+
+
 def extend_leases(*, ids: list[int], tokens: list[int], leases: list[float]) -> Statement:
     """Extend the leases of held jobs; returns ``(id, cancel_requested)`` for those still held."""
     return Statement(

@@ -426,3 +426,60 @@ def test_downgrade_from_0005_restores_0004(empty_db_url: str, second_empty_db_ur
     migrate.downgrade(empty_db_url, "pgq_0004")
 
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0006: workflows ------------------------------------------------------------------------
+
+
+def test_upgrade_from_0005_keeps_jobs_and_adds_the_waiting_state(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0005")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state) "
+            "SELECT 'q', 't', (ARRAY['queued', 'running', 'succeeded'])[1 + i % 3]::pgq.job_state "
+            "FROM generate_series(1, 1000) AS i"
+        )
+        before = dict(_storage(conn))
+        rows = conn.execute("SELECT id, queue, task, state FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0006")
+
+    with psycopg.connect(empty_db_url) as conn:
+        # Added columns are NULL or a constant default: the table was not rewritten.
+        assert dict(_storage(conn))["jobs"] == before["jobs"]
+        after = conn.execute("SELECT id, queue, task, state FROM pgq.jobs ORDER BY id").fetchall()
+        assert after == rows
+        assert conn.execute(
+            "SELECT count(*) FROM pgq.jobs WHERE has_dependents OR workflow_id IS NOT NULL "
+            "OR parents_pending IS NOT NULL"
+        ).fetchone() == (0,)
+        labels = conn.execute("SELECT enum_range(NULL::pgq.job_state)::text").fetchone()
+        assert labels == ("{queued,waiting,running,succeeded,failed,cancelled}",)
+        # The views read the new state (waiting > queued and < running) and the new column.
+        conn.execute("UPDATE pgq.jobs SET state = 'waiting', workflow_id = 1 WHERE id <= 10")
+        stats = conn.execute("SELECT queue, waiting FROM pgq.queue_stats").fetchall()
+        assert stats == [("q", 10)]
+        progress = conn.execute(
+            "SELECT workflow_id, total, waiting FROM pgq.workflow_progress"
+        ).fetchall()
+        assert progress == [(1, 10, 10)]
+
+
+def test_downgrade_from_0006_restores_0005(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0005")
+    migrate.upgrade(empty_db_url, "pgq_0006")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 'queued')")
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state, workflow_id, parents_pending) "
+            "VALUES ('q', 'waits', 'waiting', 1, 1)"
+        )
+
+    migrate.downgrade(empty_db_url, "pgq_0005")
+
+    with psycopg.connect(empty_db_url) as conn:
+        # A job still waiting can never run under schema 5: it ends cancelled; others stay.
+        states = conn.execute("SELECT task, state::text FROM pgq.jobs ORDER BY id").fetchall()
+        assert states == [("queued", "queued"), ("waits", "cancelled")]
+        conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

@@ -24,6 +24,9 @@
 -- attempts grows here, at claim time, so a job that kills its worker still counts;
 -- lease_token grows too, and fences every later write about the job. Each task's lease
 -- comes from the worker (a task may ask for a longer one): leases[i] is tasks[i]'s.
+-- has_dependents tells the worker to write this job's outcome with
+-- job_finish_release_many.sql, which releases the jobs waiting for it; a plain job's goes
+-- through job_finish_many.sql, which reads no dependency.
 --
 -- The worker runs this with a generic plan (session_generic_plans.sql): a custom plan was
 -- made at every claim, 0.5-0.7 ms of a 1.0-1.5 ms claim. So that plan must not depend on
@@ -76,4 +79,4 @@ SET state = 'running',
 WHERE j.id = ANY(ARRAY(SELECT id FROM claimable))
 RETURNING j.id, j.queue, j.task, j.args, j.attempts, j.max_attempts, j.lease_token,
           j.priority, j.run_at, j.created_at,
-          extract(epoch FROM now() - j.run_at)::float8 AS lag_seconds
+          extract(epoch FROM now() - j.run_at)::float8 AS lag_seconds, j.has_dependents

@@ -1,0 +1,212 @@
+"""Workflows: chains, groups with a callback, and jobs that wait for other jobs.
+
+A workflow is built from [`JobSpec`][pgq.JobSpec]s (``task.spec(...)``) with
+[`chain`][pgq.chain] (one step after the other) and [`group`][pgq.group] (side by side,
+optionally followed by a callback with ``.then``). ``.enqueue(session)`` inserts all of it in
+one statement in the caller's transaction, like any enqueue, and returns a
+[`Workflow`][pgq.Workflow] handle with the ids.
+
+A job with parents starts ``waiting``, outside the claim index, and is queued when its last
+parent succeeds (sql/job_finish_release_many.sql says how, and why exactly once). A parent
+that fails for good, or is cancelled, cancels its waiting dependents with an error naming
+it, unless the dependent was added with ``on_failure="run"``: such a callback runs once every
+parent finished, whatever their outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from pgq import store
+from pgq.errors import OptionError
+from pgq.registry import JobSpec, TaskCall
+from pgq.rows import UNIQUE_KEY, Row, numbered_row
+
+Step: TypeAlias = "JobSpec | Chain | Group"
+OnFailure = Literal["cancel", "run"]
+ON_FAILURE_CHOICES = ("cancel", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """What ``.enqueue`` returns: the workflow's id (its first job's) and every job's id in
+    the order the workflow lists them (a group's members, then its callback)."""
+
+    id: int
+    job_ids: list[int]
+
+    @property
+    def last_id(self) -> int:
+        """The id of the workflow's last job (a chain's last step, a group's callback)."""
+        return self.job_ids[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    row: Row
+    parents: tuple[int, ...]
+    always: bool
+
+
+class _Buildable:
+    """What chains and groups share: enqueueing and the graph they turn into."""
+
+    def enqueue(self, session: Any) -> Any:
+        """Insert the whole workflow in ``session``'s transaction (one statement) and return
+        a [`Workflow`][pgq.Workflow] (awaitable for async sessions).
+
+        ``session`` is anything [`pgq.enqueue`][pgq.enqueue.enqueue] takes. Every job is
+        validated first; a bad one raises its ValidationError, prefixed with its position,
+        and nothing is sent.
+        """
+        from pgq.enqueue import run_statement
+
+        nodes = _nodes(self)  # type: ignore[arg-type]
+        if not nodes:
+            raise OptionError("this workflow has no jobs: give the group or chain a task.spec()")
+        return run_statement(session, store.insert_workflow(jobs=_document(nodes)), _handle)
+
+
+@dataclass(frozen=True, slots=True)
+class Chain(_Buildable):
+    """Steps run one after the other: each starts when every job of the step before it
+    succeeded. Make one with [`pgq.chain`][pgq.chain]."""
+
+    steps: tuple[Step, ...]
+    # For each step, whether its incoming edges count whatever the parents' outcome.
+    always: tuple[bool, ...] = field(default=())
+
+    def then(self, spec: JobSpec | TaskCall, *, on_failure: OnFailure = "cancel") -> Chain:
+        """This chain, then ``spec`` (see [`Group.then`][pgq.Group.then])."""
+        return Chain((*self.steps, _spec(spec)), (*self._always(), _check_on_failure(on_failure)))
+
+    def _always(self) -> tuple[bool, ...]:
+        return self.always or (False,) * len(self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Group(_Buildable):
+    """Steps that run side by side. Make one with [`pgq.group`][pgq.group]."""
+
+    members: tuple[Step, ...]
+
+    def then(self, spec: JobSpec | TaskCall, *, on_failure: OnFailure = "cancel") -> Chain:
+        """The group, then the callback ``spec``, once: when every member succeeded.
+
+        ``on_failure="cancel"`` (the default): a member that fails for good (or is cancelled)
+        cancels the callback, its error naming that member. ``on_failure="run"``: the
+        callback runs anyway once every member finished, whatever the outcomes; it can read
+        them with [`pgq.parents`][pgq.parents].
+        """
+        return Chain((self, _spec(spec)), (False, _check_on_failure(on_failure)))
+
+
+def chain(*steps: Step | TaskCall) -> Chain:
+    """Steps that run one after another: ``pgq.chain(encode.spec(v=7), notify.spec(u=3))``.
+
+    A step is a [`JobSpec`][pgq.JobSpec], a [`group`][pgq.group] or another chain; a step
+    starts when every job of the step before succeeded. A step that fails for good cancels
+    the steps after it. Raises OptionError for an empty chain or a step of another type.
+    """
+    if not steps:
+        raise OptionError("pgq.chain() needs at least one step")
+    return Chain(tuple(_step(step) for step in steps))
+
+
+def group(members: Iterable[Step | TaskCall]) -> Group:
+    """Steps that run side by side: ``pgq.group([delete.spec(id=i) for i in ids])``.
+
+    Follow it with ``.then(callback_spec)`` for a job that runs once, after every member, or
+    put it in a [`chain`][pgq.chain]. An empty group is allowed: its callback runs at once.
+    """
+    if isinstance(members, JobSpec | Chain | Group | str | bytes):
+        raise OptionError("pgq.group() takes a list of steps: pgq.group([a.spec(), b.spec()])")
+    return Group(tuple(_step(member) for member in members))
+
+
+# --- turning a workflow into rows -----------------------------------------------------------
+
+
+def _nodes(root: Step) -> list[_Node]:
+    nodes: list[_Node] = []
+    _add(root, (), False, nodes)
+    return nodes
+
+
+def _add(step: Step, parents: tuple[int, ...], always: bool, nodes: list[_Node]) -> list[int]:
+    """Append ``step``'s jobs to ``nodes``; return the positions of its last jobs (the ones
+    a following step waits for)."""
+    if isinstance(step, JobSpec):
+        nodes.append(_Node(_checked_row(step, len(nodes)), parents, always))
+        return [len(nodes) - 1]
+    if isinstance(step, Group):
+        if not step.members:  # nothing to wait for: what follows waits for what came before
+            return list(parents)
+        sinks: list[int] = []
+        for member in step.members:
+            sinks += _add(member, parents, always, nodes)
+        return sinks
+    current = list(parents)
+    kinds = step.always or (False,) * len(step.steps)
+    for index, (inner, inner_always) in enumerate(zip(step.steps, kinds, strict=True)):
+        current = _add(inner, tuple(current), always if index == 0 else inner_always, nodes)
+    return current
+
+
+def _checked_row(spec: JobSpec, position: int) -> Row:
+    row = numbered_row(position, spec)
+    if row[UNIQUE_KEY] is not None:
+        raise OptionError(
+            f"jobs[{position}] ({spec.task}): a workflow's jobs cannot have a unique_key (a "
+            "waiting job would take its key only when released); leave it out"
+        )
+    return row
+
+
+def _document(nodes: Sequence[_Node]) -> str:
+    has_children = {parent for node in nodes for parent in node.parents}
+    items = []
+    for index, node in enumerate(nodes):
+        queue, task, args, priority, run_at, delay, max_attempts, _key = node.row
+        items.append(
+            f'{{"queue":{json.dumps(queue)},"task":{json.dumps(task)},"args":{args},'
+            f'"priority":{priority},'
+            f'"run_at":{"null" if run_at is None else json.dumps(run_at.isoformat())},'
+            f'"delay":{delay!r},"max_attempts":{max_attempts},'
+            f'"parents":{json.dumps([p + 1 for p in node.parents])},'
+            f'"always":{json.dumps(node.always)},'
+            f'"dependents":{json.dumps(index in has_children)}}}'
+        )
+    return "[" + ",".join(items) + "]"
+
+
+def _handle(rows: list[store.Row]) -> Workflow:
+    ids = [row[0] for row in rows]
+    return Workflow(id=ids[0], job_ids=ids)
+
+
+def _step(step: Any) -> Step:
+    if isinstance(step, TaskCall):
+        return step.spec()
+    if isinstance(step, JobSpec | Chain | Group):
+        return step
+    raise OptionError(
+        f"a workflow step must be a JobSpec (task.spec(...)), pgq.group(...) or "
+        f"pgq.chain(...), not {type(step).__name__}"
+    )
+
+
+def _spec(spec: Any) -> JobSpec:
+    step = _step(spec)
+    if not isinstance(step, JobSpec):
+        raise OptionError("a callback is one job: pass task.spec(...)")
+    return step
+
+
+def _check_on_failure(value: str) -> bool:
+    if value not in ON_FAILURE_CHOICES:
+        raise OptionError(f"on_failure must be 'cancel' or 'run', not {value!r}")
+    return value == "run"

@@ -1,0 +1,233 @@
+"""Workflows against a real PostgreSQL and a real in-process worker: chains and groups run
+in order, a callback runs once, a failure cancels what waits for it (naming it), and plain
+jobs never touch the dependency table."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgq
+from pgq import admin, reaper
+from pgq.registry import Registry
+from pgq.worker import Worker, WorkerConfig
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def reg() -> Registry:
+    return Registry()
+
+
+def run_burst(url: str, registry: Registry, **config: Any) -> None:
+    config = {"burst": True, "run_reaper": False, "concurrency": 4, **config}
+    asyncio.run(Worker(WorkerConfig(url, **config), registry=registry).run_async())
+
+
+def states(conn: Conn, ids: list[int]) -> list[str]:
+    rows = dict(
+        conn.execute("SELECT id, state::text FROM pgq.jobs WHERE id = ANY(%s)", (ids,)).fetchall()
+    )
+    return [rows[i] for i in ids]
+
+
+def ledger_tasks(reg: Registry, log: list[tuple[str, Any]]) -> dict[str, pgq.Task]:
+    def record(name: str) -> pgq.Task:
+        def body(**kwargs: Any) -> None:
+            log.append((name, kwargs.get("n")))
+
+        return pgq.task(body, name=f"wf.{name}", registry=reg)  # type: ignore[no-any-return]
+
+    def fails(**kwargs: Any) -> None:
+        log.append(("fails", kwargs.get("n")))
+        raise pgq.Fail("boom")
+
+    tasks = {name: record(name) for name in ("a", "b", "c", "member", "callback")}
+    tasks["fails"] = pgq.task(fails, name="wf.fails", registry=reg)
+    return tasks
+
+
+def test_a_chain_runs_its_steps_in_order(db_url: str, conn: Conn, reg: Registry) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = pgq.chain(t["a"].spec(n=1), t["b"].spec(n=2), t["c"].spec(n=3)).enqueue(conn)
+
+    assert states(conn, flow.job_ids) == ["queued", "waiting", "waiting"]
+    assert flow.id == flow.job_ids[0]
+    run_burst(db_url, reg)
+
+    assert log == [("a", 1), ("b", 2), ("c", 3)]
+    assert states(conn, flow.job_ids) == ["succeeded"] * 3
+
+
+def test_a_group_callback_runs_once_after_every_member(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = (
+        pgq.group([t["member"].spec(n=i) for i in range(50)])
+        .then(t["callback"].spec(n=-1))
+        .enqueue(conn)
+    )
+    callback_id = flow.last_id
+    row = conn.execute(
+        "SELECT state::text, parents_pending FROM pgq.jobs WHERE id = %s", (callback_id,)
+    ).fetchone()
+    assert row == ("waiting", 50)
+
+    run_burst(db_url, reg)
+
+    assert log[-1] == ("callback", -1)
+    assert sorted(n for name, n in log if name == "member") == list(range(50))
+    assert [name for name, _ in log].count("callback") == 1
+    assert states(conn, [callback_id]) == ["succeeded"]
+
+
+def test_groups_nest_in_chains(db_url: str, conn: Conn, reg: Registry) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = pgq.chain(
+        t["a"].spec(n=0),
+        pgq.group([t["member"].spec(n=1), pgq.chain(t["b"].spec(n=2), t["c"].spec(n=3))]),
+        t["callback"].spec(n=4),
+    ).enqueue(conn)
+    edges = conn.execute(
+        "SELECT parent_id - %s, child_id - %s FROM pgq.job_dependencies ORDER BY 1, 2",
+        (flow.id, flow.id),
+    ).fetchall()
+    # a -> member, a -> b, b -> c; member -> callback, c -> callback
+    assert edges == [(0, 1), (0, 2), (1, 4), (2, 3), (3, 4)]
+
+    run_burst(db_url, reg)
+
+    order = [name for name, _ in log]
+    assert order[0] == "a" and order[-1] == "callback"
+    assert order.index("b") < order.index("c")
+    assert states(conn, flow.job_ids) == ["succeeded"] * 5
+
+
+def test_a_failed_member_cancels_what_waits_for_it_and_names_it(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = pgq.chain(
+        pgq.group([t["member"].spec(n=1), t["fails"].spec(n=2)]),
+        t["b"].spec(n=3),
+        t["c"].spec(n=4),
+    ).enqueue(conn)
+    failing = flow.job_ids[1]
+
+    run_burst(db_url, reg)
+
+    assert states(conn, flow.job_ids) == ["succeeded", "failed", "cancelled", "cancelled"]
+    assert ("b", 3) not in log and ("c", 4) not in log
+    for job_id in flow.job_ids[2:]:
+        error = conn.execute("SELECT errors->-1 FROM pgq.jobs WHERE id = %s", (job_id,)).fetchone()
+        assert error is not None
+        assert error[0]["parent_id"] == failing
+        assert error[0]["kind"] == "parent_failed"
+        assert f"job {failing} (wf.fails) failed" in error[0]["message"]
+
+
+def test_a_callback_asked_to_run_on_failure_runs_once_all_finished(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = (
+        pgq.group([t["member"].spec(n=1), t["fails"].spec(n=2), t["member"].spec(n=3)])
+        .then(t["callback"].spec(n=9), on_failure="run")
+        .enqueue(conn)
+    )
+
+    run_burst(db_url, reg)
+
+    assert states(conn, flow.job_ids) == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert [name for name, _ in log].count("callback") == 1
+
+
+def test_retries_and_snoozes_do_not_release_dependents(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
+    attempts: list[int] = []
+
+    @pgq.task(name="wf.flaky", registry=reg, backoff=pgq.Backoff(base=0.01, jitter=0.0))
+    def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise pgq.Snooze(0)
+        if len(attempts) == 2:
+            raise RuntimeError("try again")
+
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = pgq.chain(flaky.spec(), t["b"].spec(n=1)).enqueue(conn)
+
+    for _ in range(50):
+        run_burst(db_url, reg)
+        if states(conn, [flow.last_id]) == ["succeeded"]:
+            break
+        # Until the parent succeeded, the child never left waiting.
+        assert states(conn, [flow.last_id]) == ["waiting"]
+    assert len(attempts) == 3
+    assert log == [("b", 1)]
+
+
+def test_cancelling_a_waiting_parent_cancels_its_dependents(db_url: str, conn: Conn) -> None:
+    flow = pgq.chain(pgq.JobSpec("wf.x"), pgq.JobSpec("wf.y"), pgq.JobSpec("wf.z")).enqueue(conn)
+
+    result = admin.cancel_jobs(conn, [flow.job_ids[1]])
+
+    assert result.cancelled == [flow.job_ids[1]]
+    assert states(conn, flow.job_ids) == ["queued", "cancelled", "cancelled"]
+
+
+def test_the_reaper_failing_a_lapsed_parent_cancels_its_dependents(db_url: str, conn: Conn) -> None:
+    flow = pgq.chain(pgq.JobSpec("wf.x", max_attempts=1), pgq.JobSpec("wf.y")).enqueue(conn)
+    conn.execute(
+        "UPDATE pgq.jobs SET state = 'running', attempts = 1, lease_token = 1, "
+        "lease_expires_at = now() - interval '1 minute' WHERE id = %s",
+        (flow.id,),
+    )
+
+    reaper.reap_once(conn)
+
+    assert states(conn, flow.job_ids) == ["failed", "cancelled"]
+
+
+def test_a_workflow_enqueue_rolls_back_with_its_transaction(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        pgq.group([pgq.JobSpec("wf.x")]).then(pgq.JobSpec("wf.y")).enqueue(conn)
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pgq.job_dependencies").fetchone() == (0,)
+
+
+def test_workflow_jobs_cannot_have_a_unique_key(conn: Conn) -> None:
+    with pytest.raises(pgq.OptionError, match=r"jobs\[1\].*unique_key"):
+        pgq.chain(pgq.JobSpec("wf.x"), pgq.JobSpec("wf.y", unique_key="k")).enqueue(conn)
+    assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
+
+
+def test_a_plain_job_has_no_dependents_and_writes_no_edges(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    job_id = t["a"].enqueue(conn, n=1)
+
+    run_burst(db_url, reg)
+
+    row = conn.execute(
+        "SELECT state::text, has_dependents, workflow_id, parents_pending FROM pgq.jobs "
+        "WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row == ("succeeded", False, None, None)
+    assert conn.execute("SELECT count(*) FROM pgq.job_dependencies").fetchone() == (0,)
