@@ -27,7 +27,7 @@ from pgq.errors import (
 from pgq.registry import JobSpec, Task, task
 from pgq.retry import Backoff
 from pgq.runner import JobContext
-from pgq.workflows import Chain, Group, Workflow, chain, group
+from pgq.workflows import Chain, Group, ParentJob, Workflow, chain, group, parents
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,7 @@ __all__ = [
     "JobSpec",
     "MissingExtraError",
     "OptionError",
+    "ParentJob",
     "PgqError",
     "QueueNameError",
     "Retry",
@@ -60,6 +61,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "group",
+    "parents",
     "set_args_max_bytes",
     "task",
 ]

@@ -271,6 +271,11 @@ def release_dependents(*, ids: list[int]) -> Statement:
     return Statement("job_release_dependents", {"ids": ids})
 
 
+def select_parents(*, job_id: int) -> Statement:
+    """The parents of ``job_id``: ``(id, task, state, finished_at)`` rows, by id."""
+    return Statement("job_parents_select", locals())
+
+
 def insert_workflow(*, jobs: str) -> Statement:
     """Insert a workflow's jobs and edges; ``jobs`` is the JSON array workflow_insert.sql
     reads. Returns one ``(id, edges, notified)`` row per job, ids ascending."""

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from pgq import store
 from pgq.errors import OptionError
+from pgq.admin import check_job_id
 from pgq.registry import JobSpec, TaskCall
 from pgq.rows import UNIQUE_KEY, Row, numbered_row
 
@@ -42,6 +44,36 @@ class Workflow:
     def last_id(self) -> int:
         """The id of the workflow's last job (a chain's last step, a group's callback)."""
         return self.job_ids[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class ParentJob:
+    """One job another job waits (or waited) for, as [`pgq.parents`][pgq.parents] reads it."""
+
+    id: int
+    task: str
+    state: str  # queued | waiting | running | succeeded | failed | cancelled
+    finished_at: datetime | None
+
+
+def parents(session: Any, job_id: int) -> Any:
+    """The jobs ``job_id`` waits for in its workflow (a chain's previous step, a group's
+    members for its callback), oldest first, as a list of [`ParentJob`][pgq.ParentJob]
+    (awaitable for async sessions). Empty for a job without parents.
+
+    ``session`` is anything [`pgq.enqueue`][pgq.enqueue.enqueue] takes. A callback added
+    with ``on_failure="run"`` uses it to see how its members ended::
+
+        @pgq.task(pass_context=True)
+        def report(ctx):
+            with psycopg.connect(DATABASE_URL) as conn:
+                done = pgq.parents(conn, ctx.id)
+            failed = [p.id for p in done if p.state != "succeeded"]
+    """
+    from pgq.enqueue import run_statement
+
+    statement = store.select_parents(job_id=check_job_id(job_id))
+    return run_statement(session, statement, lambda rows: [ParentJob(*row) for row in rows])
 
 
 @dataclass(frozen=True, slots=True)

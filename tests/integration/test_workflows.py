@@ -231,3 +231,25 @@ def test_a_plain_job_has_no_dependents_and_writes_no_edges(
     ).fetchone()
     assert row == ("succeeded", False, None, None)
     assert conn.execute("SELECT count(*) FROM pgq.job_dependencies").fetchone() == (0,)
+
+
+def test_a_callback_reads_how_its_members_ended(db_url: str, conn: Conn, reg: Registry) -> None:
+    seen: list[list[tuple[str, str]]] = []
+
+    @pgq.task(name="wf.report", registry=reg, pass_context=True)
+    def report(ctx: pgq.JobContext) -> None:
+        with psycopg.connect(db_url) as own:
+            seen.append([(p.task, p.state) for p in pgq.parents(own, ctx.id)])
+
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = (
+        pgq.group([t["member"].spec(n=1), t["fails"].spec(n=2)])
+        .then(report.spec(), on_failure="run")
+        .enqueue(conn)
+    )
+
+    run_burst(db_url, reg)
+
+    assert seen == [[("wf.member", "succeeded"), ("wf.fails", "failed")]]
+    assert pgq.parents(conn, flow.job_ids[0]) == []
