@@ -35,9 +35,7 @@ def migrated_url(pg_server: devdb.Server) -> Iterator[str]:
 def db_url(migrated_url: str) -> str:
     """The migrated database with an empty jobs table."""
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies RESTART IDENTITY"
-        )
+        conn.execute("TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies RESTART IDENTITY")
     return migrated_url
 
 

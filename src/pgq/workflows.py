@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from pgq import store
-from pgq.errors import OptionError
 from pgq.admin import check_job_id
+from pgq.errors import OptionError
 from pgq.registry import JobSpec, TaskCall
 from pgq.rows import UNIQUE_KEY, Row, numbered_row
 

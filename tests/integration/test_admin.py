@@ -246,7 +246,7 @@ def test_cancel_leaves_finished_jobs_alone(conn: Conn, state: str) -> None:
     result = admin.cancel_jobs(conn, [job_id, 777777])
 
     assert result.skipped == {
-        job_id: f"is {state}; only queued or running jobs can be cancelled",
+        job_id: f"is {state}; only queued, waiting or running jobs can be cancelled",
         777777: "not found",
     }
     assert job(conn, job_id) == before
@@ -440,7 +440,7 @@ def test_cancel_of_a_job_finished_meanwhile_changes_nothing(
     other.commit()
 
     assert result().skipped == {
-        job_id: "is succeeded; only queued or running jobs can be cancelled"
+        job_id: "is succeeded; only queued, waiting or running jobs can be cancelled"
     }
     row = job(conn, job_id)
     assert (row["state"], row["cancel_requested"]) == ("succeeded", False)

@@ -326,7 +326,7 @@ def test_cancel_in_every_state(db_url: str, conn: Conn, state: str) -> None:
     else:
         assert run.code == 1
         assert run.one_error_line() == (
-            f"pgq: job {job_id}: is {state}; only queued or running jobs can be cancelled"
+            f"pgq: job {job_id}: is {state}; only queued, waiting or running jobs can be cancelled"
         )
         assert state_of(conn, job_id) == (state, False)
 
@@ -341,7 +341,7 @@ def test_cancel_json(db_url: str, conn: Conn) -> None:
         "cancelled": [queued],
         "cancel_requested": [running],
         "skipped": [
-            {"id": done, "reason": "is succeeded; only queued or running jobs can be cancelled"}
+            {"id": done, "reason": "is succeeded; only queued, waiting or running jobs can be cancelled"}
         ],
     }
 

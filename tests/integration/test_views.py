@@ -105,6 +105,9 @@ def test_queue_stats_counts_every_column_exactly(conn: Conn) -> None:
         add_job(conn, "b", "succeeded", finished="-2 hours")  # b has nothing recent
         add_job(conn, "c", "failed", finished="-20 days")
         add_job(conn, "d", "queued", run_at="5 minutes")
+        for _ in range(2):  # waiting for their parents in a workflow
+            add_job(conn, "a", "waiting", workflow_id=1, parents_pending=1)
+        add_job(conn, "e", "waiting", workflow_id=1, parents_pending=1)  # only waiting jobs
         rows = select(conn, "SELECT * FROM pgq.queue_stats")
 
     assert rows == [
@@ -117,6 +120,7 @@ def test_queue_stats_counts_every_column_exactly(conn: Conn) -> None:
             "succeeded_last_hour": 2,
             "oldest_ready_seconds": 300.0,
             "per_minute_last_5m": 0.4,
+            "waiting": 2,
         },
         {
             "queue": "c",
@@ -127,6 +131,7 @@ def test_queue_stats_counts_every_column_exactly(conn: Conn) -> None:
             "succeeded_last_hour": 0,
             "oldest_ready_seconds": None,
             "per_minute_last_5m": 0.0,
+            "waiting": 0,
         },
         {
             "queue": "d",
@@ -137,6 +142,18 @@ def test_queue_stats_counts_every_column_exactly(conn: Conn) -> None:
             "succeeded_last_hour": 0,
             "oldest_ready_seconds": None,
             "per_minute_last_5m": 0.0,
+            "waiting": 0,
+        },
+        {
+            "queue": "e",
+            "ready": 0,
+            "scheduled": 0,
+            "running": 0,
+            "failed": 0,
+            "succeeded_last_hour": 0,
+            "oldest_ready_seconds": None,
+            "per_minute_last_5m": 0.0,
+            "waiting": 1,
         },
     ]
 
