@@ -341,7 +341,10 @@ def test_cancel_json(db_url: str, conn: Conn) -> None:
         "cancelled": [queued],
         "cancel_requested": [running],
         "skipped": [
-            {"id": done, "reason": "is succeeded; only queued, waiting or running jobs can be cancelled"}
+            {
+                "id": done,
+                "reason": "is succeeded; only queued, waiting or running jobs can be cancelled",
+            }
         ],
     }
 
