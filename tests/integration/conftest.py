@@ -1,11 +1,18 @@
-"""Fixtures shared by the integration tests of enqueue (see also tests/conftest.py)."""
+"""Fixtures shared by the integration tests (see also tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from enqueue_sessions import Listener
+
+from pgq import devdb, migrate
+
+POPULATION_SQL = Path(__file__).resolve().parents[2] / "benchmarks" / "views_population.sql"
 
 
 @pytest.fixture
@@ -16,3 +23,21 @@ def listener(db_url: str) -> Iterator[Listener]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="session")
+def big_db(pg_server: devdb.Server) -> Iterator[psycopg.Connection[Any]]:
+    """1,000,000 finished + 100,000 queued + 100 running jobs, vacuumed and analysed, loaded
+    once per run for every test that checks a plan on a big table (read it, never change it).
+
+    VACUUM as well as ANALYZE: autovacuum (tuned in 0001 to run after 5% inserts) would have
+    set the visibility map on a real table, and index-only scans depend on it.
+    """
+    with (
+        devdb.scratch_database(pg_server, prefix="pgq_views") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        migrate.upgrade(url)
+        conn.execute(POPULATION_SQL.read_bytes())
+        conn.execute("VACUUM (ANALYZE) pgq.jobs")
+        yield conn

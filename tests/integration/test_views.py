@@ -7,7 +7,6 @@ read in that same transaction, where now() does not move: every value is known e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq import devdb, migrate
-
 Conn = psycopg.Connection[Any]
-POPULATION_SQL = Path(__file__).resolve().parents[2] / "benchmarks" / "views_population.sql"
 VIEWS = ("queue_stats", "recent_failures", "running_jobs", "throughput")
 
 
@@ -304,23 +300,6 @@ def _finished_at(conn: Conn, job_id: int, offset_sql: str) -> None:
 
 
 # --- cheap on a big table -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def big_db(pg_server: devdb.Server) -> Iterator[Conn]:
-    """1,000,000 finished + 100,000 queued + 100 running jobs, vacuumed and analysed.
-
-    VACUUM as well as ANALYZE: autovacuum (tuned in 0001 to run after 5% inserts) would have
-    set the visibility map on a real table, and index-only scans depend on it.
-    """
-    with (
-        devdb.scratch_database(pg_server, prefix="pgq_views") as url,
-        psycopg.connect(url, autocommit=True) as conn,
-    ):
-        migrate.upgrade(url)
-        conn.execute(POPULATION_SQL.read_bytes())
-        conn.execute("VACUUM (ANALYZE) pgq.jobs")
-        yield conn
 
 
 def seq_scans_of_jobs(plan: dict[str, Any]) -> list[str]:
