@@ -192,7 +192,7 @@ def test_wheel_contains_migrations_and_sql(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         f"pgq/{path.relative_to(PACKAGE).as_posix()}"
-        for pattern in ("migrations/versions/*.py", "sql/*.sql")
+        for pattern in ("migrations/versions/*.py", "sql/*.sql", "web/templates/*", "web/static/*")
         for path in PACKAGE.glob(pattern)
     }
 
