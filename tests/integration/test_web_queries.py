@@ -147,7 +147,7 @@ def test_job_detail_shows_a_column_a_later_migration_adds(pg_server: devdb.Serve
             detail = queries.get_job(conn, job)
     assert detail is not None
     assert detail.has_result and detail.result == {"total": 7}
-    assert detail.other == {"batch_id": 12}
+    assert detail.other["batch_id"] == 12
 
 
 def test_failures_are_grouped_by_task_kind_and_message(conn: Conn) -> None:
