@@ -160,7 +160,7 @@ async def execute(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
     try:
         await _run_async(task, job, ctx)
     except asyncio.CancelledError:
-        return _stopped_outcome(task, job, ctx)
+        return stopped_outcome(task, job, ctx)
     except BaseException as exc:
         # Every failure of the task becomes an outcome, SystemExit from a task included:
         # only signals (handled by the worker) stop the worker.
@@ -174,7 +174,7 @@ def outcome_of_call(
     """The outcome of an attempt that returned (``error`` None) or raised ``error``."""
     if error is not None:
         return outcome_of_exception(task, job, ctx, error)
-    return _stopped_outcome(task, job, ctx) if ctx.interrupt else SUCCEEDED
+    return stopped_outcome(task, job, ctx) if ctx.interrupt else SUCCEEDED
 
 
 async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
@@ -192,7 +192,7 @@ async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
         raise
 
 
-def _stopped_outcome(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
+def stopped_outcome(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
     if ctx.interrupt == "timeout":
         message = f"the attempt ran past the task's timeout of {task.timeout}s"
         return Outcome(
@@ -211,7 +211,7 @@ def outcome_of_exception(
     task: Task, job: ClaimedJob, ctx: JobContext, exc: BaseException
 ) -> Outcome:
     if ctx.interrupt is not None:
-        return _stopped_outcome(task, job, ctx)
+        return stopped_outcome(task, job, ctx)
     if isinstance(exc, Snooze):
         return Outcome("snooze", delay=max(0.0, exc.delay))
     if isinstance(exc, Fail):

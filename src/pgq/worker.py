@@ -42,6 +42,16 @@ from typing import Any
 import psycopg
 
 from pgq import reaper, store
+from pgq.children import (
+    CHILD_TERM_WAIT,
+    POOL_DEFAULT,
+    POOLS,
+    Child,
+    ChildConfig,
+    ProcessPool,
+    outcome_of_child,
+    start_method,
+)
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection, describe_error, pgbouncer_mode, redact
 from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
@@ -95,6 +105,12 @@ class WorkerConfig:
     # Where to LISTEN. None: database_url, except behind PgBouncer, where LISTEN would hold
     # a pooled server connection that PgBouncer hands to other clients: no LISTEN then.
     listen_url: str | None = None
+    # "thread": sync tasks run in this process's threads; "process": in child processes
+    # (children.py) that import ``apps``, which a timeout or cancel can stop.
+    pool: str = POOL_DEFAULT
+    apps: list[str] = field(default_factory=list)
+    max_jobs_per_child: int | None = None  # process pool: replace a child after N jobs
+    max_child_memory: float | None = None  # process pool: ... once its RSS passes this, MB
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{token_hex(2)}"
     )
@@ -124,6 +140,7 @@ class _Running:
     started: float  # loop time
     handle: asyncio.Task[None] | None = None  # async tasks: what runs them on the loop
     begun: bool = False  # sync tasks: a thread began the attempt (under _start_lock)
+    child: Child | None = None  # process pool: the child running it (under _start_lock)
     lost: bool = False  # the lease is no longer ours: not held, its outcome not written
 
 
@@ -138,6 +155,10 @@ class Worker:
     ) -> None:
         if len(registry) == 0:
             raise ValueError("no task is registered; import the modules that define tasks")
+        if config.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {config.pool!r}")
+        if config.pool == "process" and not config.apps:
+            raise ValueError("the process pool needs apps: the modules its children import")
         self.config = config
         self.registry = registry
         self.stats = WorkerStats()
@@ -170,6 +191,9 @@ class Worker:
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
+        # Sync tasks run in child processes: the process pool, when there are sync tasks.
+        self._in_children = config.pool == "process" and False in kinds
+        self._run_sync = self._run_in_child if self._in_children else self._run_in_thread
 
     # --- public entry points ----------------------------------------------------------------
 
@@ -188,7 +212,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._threads = ThreadPool(self._loop, self.config.concurrency, self._on_threads_done)
+        self._threads = self._start_pool()
         # Generic plans are a session setting: never on a pooled connection (there psycopg
         # prepares nothing either, so every claim is planned afresh; benchmarks/pgbouncer).
         self._claim_db = ReconnectingConnection(
@@ -214,11 +238,12 @@ class Worker:
         background = self._start_background()
         reaper_thread = self._start_reaper()
         log.info(
-            "worker %s started: queues %s, %d tasks, concurrency %d%s%s",
+            "worker %s started: queues %s, %d tasks, concurrency %d%s%s%s",
             self.config.worker_id,
             ",".join(self.queues),
             len(self._names),
             self.config.concurrency,
+            f", sync tasks in child processes ({start_method()})" if self._in_children else "",
             " (burst)" if self.config.burst else "",
             self._wakeup_description(),
         )
@@ -229,6 +254,19 @@ class Worker:
             if reaper_thread is not None:
                 await asyncio.to_thread(reaper_thread.join, REAPER_JOIN_TIMEOUT)
         return self.stats
+
+    def _start_pool(self) -> ThreadPool:
+        size, on_done = self.config.concurrency, self._on_threads_done
+        if not self._in_children:
+            return ThreadPool(self._loop, size, on_done)
+        config = ChildConfig(
+            apps=tuple(self.config.apps),
+            worker_id=self.config.worker_id,
+            max_jobs=self.config.max_jobs_per_child,
+            max_memory_mb=self.config.max_child_memory,
+            log_level=logging.getLogger("pgq").getEffectiveLevel(),
+        )
+        return ProcessPool(self._loop, size, on_done, config)
 
     # --- claiming ---------------------------------------------------------------------------
 
@@ -409,7 +447,7 @@ class Worker:
         elif task.is_async:
             running.handle = asyncio.create_task(self._run_async_job(running))
         else:
-            self._threads.submit(running, self._run_in_thread, (running,), {})
+            self._threads.submit(running, self._run_sync, (running,), {})
 
     def _reject(self, running: _Running, problem: str) -> None:
         """Arguments that do not bind fail the job for good: no retry could make them bind
@@ -460,6 +498,23 @@ class Worker:
             if slots is not None:
                 slots.give()
 
+    def _run_in_child(self, child: Child | None, running: _Running) -> Outcome | bool:
+        """Run a sync job's attempt in ``child`` (from a process pool thread) and return its
+        outcome; False if it must not start (see _run_in_thread)."""
+        slots, ctx = self._slots, running.ctx
+        if slots is not None:
+            slots.take()
+        try:
+            with self._start_lock:
+                if self._stopping.is_set() or ctx.interrupt is not None:
+                    return False
+                running.begun, running.child = True, child
+            result = None if child is None else child.run(running.job, running.task.timeout)
+            return outcome_of_child(running.task, running.job, ctx, result)
+        finally:
+            if slots is not None:
+                slots.give()
+
     def _on_threads_done(self, batch: list[Done]) -> None:
         """Sync jobs whose thread returned, collected from the threads in one go."""
         for done in batch:
@@ -467,7 +522,10 @@ class Worker:
             if done.error is None and not done.value:
                 self._not_started(running)
                 continue
-            outcome = outcome_of_call(running.task, running.job, running.ctx, done.error)
+            if type(done.value) is Outcome:  # the process pool decided it
+                outcome = done.value
+            else:
+                outcome = outcome_of_call(running.task, running.job, running.ctx, done.error)
             self._note_duration(done.seconds)
             self._finished(running, outcome, done.seconds)
         self._after_finishing()
@@ -590,13 +648,17 @@ class Worker:
         with self._start_lock:
             running.ctx.request_stop(reason)
             waiting = running.handle is None and not running.begun
+            child = running.child
         if waiting:
             # A sync job still in the threads' queue: it will never start; end it now.
             self._not_started(running)
             self._slot_freed.set()
-        # Only async tasks can be interrupted; a sync task sees ctx.should_stop().
         elif running.handle is not None:
             running.handle.cancel()
+        elif child is not None:
+            child.terminate(running.job.id)  # its pool thread reports when it is gone
+        # A sync task in a thread cannot be interrupted: it sees ctx.should_stop(), and its
+        # job stays running (lease renewed) until it returns.
 
     def _drop_ready(self, job_id: int, reason: str) -> None:
         """A claimed-ahead job that lost its lease or was cancelled never starts here."""
@@ -663,6 +725,8 @@ class Worker:
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
         self._stopping.set()
+        if isinstance(self._threads, ProcessPool):
+            self._threads.stopping()  # tasks in children see stop_reason "shutdown"
         await self._finish_or_release()
         background[1].cancel()  # heartbeat: nothing left to keep alive
         for task in background[2:]:
@@ -675,7 +739,10 @@ class Worker:
             await db.close()
         if self._listener is not None:
             await self._listener.close()
-        self._threads.shutdown()
+        if isinstance(self._threads, ProcessPool):
+            await asyncio.to_thread(self._threads.close)  # every child gone before we exit
+        else:
+            self._threads.shutdown()
         log.info("worker %s stopped: %s", self.config.worker_id, self.stats)
 
     async def _finish_or_release(self) -> None:
@@ -688,10 +755,16 @@ class Worker:
             await self._wait(self._slot_freed, left)
         self._release_ready()  # those whose lost attempt returned within the grace
         leftovers = list(self._running.values())
+        in_children: list[_Running] = []
         for running in leftovers:
-            running.ctx.request_stop("shutdown")
+            with self._start_lock:
+                running.ctx.request_stop("shutdown")
+                child = running.child
             if running.handle is not None:
                 running.handle.cancel()  # its runner turns the cancel into a release
+            elif child is not None:
+                child.terminate(running.job.id)  # reported as stopped: a release
+                in_children.append(running)
             elif running.lost:
                 del self._running[running.job.id]  # not ours: nothing to write
                 self._abandoned_threads = True
@@ -704,6 +777,12 @@ class Worker:
         pending = [r.handle for r in leftovers if r.handle is not None]
         if pending:
             await asyncio.wait(pending, timeout=RELEASE_WAIT)
+        deadline = self._loop.time() + CHILD_TERM_WAIT + RELEASE_WAIT
+        while (
+            any(self._running.get(r.job.id) is r for r in in_children)
+            and (left := deadline - self._loop.time()) > 0
+        ):
+            await self._wait(self._slot_freed, left)
 
     def _release_ready(self) -> None:
         """Give back the claimed-ahead jobs, except one whose earlier attempt (its lease

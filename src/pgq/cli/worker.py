@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from pgq import options
+from pgq.children import POOL_DEFAULT, POOLS
 from pgq.cli import DatabaseUrl, app, fail
 from pgq.db import (
     DIRECT_URL_ENV,
@@ -141,6 +142,33 @@ def work(
             show_default=False,
         ),
     ] = None,
+    pool: Annotated[
+        str,
+        typer.Option(
+            metavar="KIND",
+            help="Where sync tasks run: thread (this process's threads) or process (child "
+            "processes that a timeout or cancel stops; docs/workers.md, 'Process pool').",
+        ),
+    ] = POOL_DEFAULT,
+    max_jobs_per_child: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="--pool process: replace a child process after it ran N jobs. Default: never.",
+            show_default=False,
+        ),
+    ] = None,
+    max_child_memory: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            metavar="MB",
+            help="--pool process: replace a child process whose resident memory is over MB "
+            "megabytes after a job. Default: no limit.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run a worker: claim due jobs, run them, retry failures; stop gracefully on SIGTERM."""
@@ -157,6 +185,7 @@ def work(
             )
         for queue in queues:
             options.check_queue(queue)
+        _check_pool(pool, max_jobs_per_child, max_child_memory)
         with connect(url, pgbouncer=pooled) as conn:
             check_schema(conn)
     except PgqError as exc:
@@ -172,6 +201,10 @@ def work(
         run_reaper=reaper,
         pgbouncer=pooled,
         listen_url=listen_url,
+        pool=pool,
+        apps=_app_names(apps),
+        max_jobs_per_child=max_jobs_per_child,
+        max_child_memory=max_child_memory,
     )
     logging.getLogger("pgq.worker").info("connecting to %s", redact(url))
     if (foreign := foreign_revisions_message()) is not None:
@@ -192,8 +225,21 @@ def work(
         os._exit(0)
 
 
+def _check_pool(pool: str, max_jobs: int | None, max_memory: float | None) -> None:
+    if pool not in POOLS:
+        fail(f"--pool {pool!r} is not one of {', '.join(POOLS)}")
+    if pool != "process":
+        for given, name in ((max_jobs, "--max-jobs-per-child"), (max_memory, "--max-child-memory")):
+            if given is not None:
+                fail(f"{name} applies to child processes: add --pool process")
+
+
+def _app_names(apps: list[str]) -> list[str]:
+    return [name.strip() for entry in apps for name in entry.split(",") if name.strip()]
+
+
 def _import_apps(apps: list[str]) -> None:
-    names = [name.strip() for entry in apps for name in entry.split(",") if name.strip()]
+    names = _app_names(apps)
     if not names:
         fail("no --app given: pass the module that defines your tasks, e.g. --app myapp.jobs")
     if "" not in sys.path and os.getcwd() not in sys.path:
