@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
+import pgq
 from pgq import devdb, migrate
 from pgq.errors import SchemaError
 
@@ -241,6 +242,15 @@ def test_python_m_pgq_runs_the_cli_from_the_wheel(installed_wheel: Path) -> None
 
     assert done.returncode == 0, done.stderr
     assert "migrate" in done.stdout and "work" in done.stdout
+
+
+def test_python_m_pgq_version_names_the_wheel(installed_wheel: Path) -> None:
+    env = child_env(PYTHONPATH=str(installed_wheel))
+
+    done = run([sys.executable, "-m", "pgq", "--version"], env, cwd=installed_wheel)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"pgq {pgq.__version__} (pgq-jobs, {installed_wheel / 'pgq'})"
 
 
 def test_host_app_migrates_from_the_wheel(installed_wheel: Path, empty_db_url: str) -> None:

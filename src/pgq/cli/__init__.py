@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
+from pgq import __version__
 from pgq.errors import PgqError
 
 app = typer.Typer(
@@ -32,8 +34,26 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        # The distribution's version and where this pgq lives: with PgQueuer installed too,
+        # that tells which `pgq` answered (docs/getting-started.md, "The names").
+        typer.echo(f"pgq {__version__} (pgq-jobs, {Path(__file__).parent.parent})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print pgq's version and where it is installed, then exit.",
+        ),
+    ] = False,
+) -> None:
     """pgq: a job queue in your own PostgreSQL database."""
 
 
