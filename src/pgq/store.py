@@ -436,3 +436,29 @@ def select_session_state() -> Statement:
     """``(prepared statements, session settings as name=value, LISTEN channels, advisory
     locks, temporary tables)`` of the current server connection (pgq.devbouncer)."""
     return Statement("session_state_select", {})
+
+
+# --- testing (pgq.testing) --------------------------------------------------------------------
+
+
+def find_jobs(
+    *, task: str | None, queue: str | None, state: str | None, args: str | None, limit: int
+) -> Statement:
+    """Jobs oldest first, filtered (None = any; ``args`` a JSON object the job's args must
+    contain); columns as ``get_job``'s, with args and errors as JSON text."""
+    return Statement("job_find", locals())
+
+
+def get_jobs(*, ids: list[int]) -> Statement:
+    """The jobs among ``ids`` that exist; columns as ``get_job``'s."""
+    return Statement("job_get_many", locals())
+
+
+def make_jobs_due(*, queues: list[str], tasks: list[str]) -> Statement:
+    """Queued jobs of ``queues`` and ``tasks`` scheduled for later → due now."""
+    return Statement("job_make_due", locals())
+
+
+def truncate_jobs() -> Statement:
+    """Delete every job and restart the ids (between tests)."""
+    return Statement("job_truncate", {})

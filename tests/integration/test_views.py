@@ -14,6 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
+import pgq
+from pgq import reaper, testing
+from pgq.registry import Registry
+
 Conn = psycopg.Connection[Any]
 VIEWS = ("queue_stats", "recent_failures", "running_jobs", "throughput")
 
@@ -39,7 +43,8 @@ def add_job(
     entries = [
         conn.execute(
             "SELECT jsonb_build_object('attempt', %s::int, 'at', now() + %s::interval, "
-            "'kind', 'exception', 'message', %s::text, 'traceback', NULL, 'worker_id', 'w-' || %s)",
+            "'kind', 'ValueError', 'message', %s::text, 'traceback', NULL, "
+            "'worker_id', 'w-' || %s)",
             (attempt, at, f"boom {attempt}", attempt),
         ).fetchone()[0]  # type: ignore[index]
         for attempt, at in errors
@@ -189,7 +194,7 @@ def test_recent_failures_lists_every_recent_error_newest_first(conn: Conn) -> No
             "task": task,
             "state": state,
             "attempt": attempt,
-            "kind": "exception",
+            "kind": "ValueError",
             "message": f"boom {attempt}",
             "at": now - ago,
             "worker_id": f"w-{attempt}",
@@ -202,6 +207,58 @@ def test_recent_failures_lists_every_recent_error_newest_first(conn: Conn) -> No
         row(failed, "a", "failed", 1, timedelta(minutes=3), "t.failed"),
         row(old_and_new, "c", "failed", 2, timedelta(hours=1), "tests.task"),
     ]
+
+
+class CardDeclined(Exception):
+    pass
+
+
+def test_recent_failures_kind_is_what_the_worker_and_reaper_record(conn: Conn) -> None:
+    # Written by the real worker (pgq.testing.run_jobs) and the real reaper, not by hand:
+    # kind is the exception's type (module-qualified unless builtin), Fail, Retry, or
+    # lease_expired.
+    tasks = Registry()
+
+    @pgq.task(name="v.builtin", registry=tasks, max_attempts=1)
+    def builtin() -> None:
+        raise KeyError("sku")
+
+    @pgq.task(name="v.own", registry=tasks, max_attempts=1)
+    def own() -> None:
+        raise CardDeclined("declined")
+
+    @pgq.task(name="v.fail", registry=tasks)
+    def fail() -> None:
+        raise pgq.Fail("gave up")
+
+    @pgq.task(name="v.retry", registry=tasks, max_attempts=1)
+    def retry() -> None:
+        raise pgq.Retry(delay=0, reason="later")
+
+    for task in (builtin, own, fail, retry):
+        pgq.enqueue(conn, task)
+    testing.run_jobs(conn, registry=tasks)
+    lapsed = pgq.enqueue(conn, "v.lapsed", queue="views", max_attempts=1)
+    conn.execute(
+        "UPDATE pgq.jobs SET state = 'running', attempts = 1, lease_token = 1, worker_id = 'w',"
+        " started_at = now() - interval '2 minutes', lease_expires_at = now() - interval '1 minute'"
+        " WHERE id = %s",
+        (lapsed,),
+    )
+    assert len(reaper.reap_once(conn).jobs) == 1
+
+    kinds = dict(select_pairs(conn, "SELECT task, kind FROM pgq.recent_failures"))
+    assert kinds == {
+        "v.builtin": "KeyError",
+        "v.own": f"{__name__}.CardDeclined",
+        "v.fail": "Fail",
+        "v.retry": "Retry",
+        "v.lapsed": "lease_expired",
+    }
+
+
+def select_pairs(conn: Conn, query: str) -> list[tuple[Any, Any]]:
+    return [(row[0], row[1]) for row in conn.execute(query)]
 
 
 # --- pgq.running_jobs ---------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""A tiny host application: bakery orders, and the jobs they enqueue."""
