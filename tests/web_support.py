@@ -1,43 +1,23 @@
-"""What the dashboard's tests share: a real uvicorn serving the app in a thread, a plain
-HTTP client that shows every status (redirects included), and rows in every state."""
+"""What the dashboard's tests share: a real uvicorn serving the app in a thread (the
+benchmark's ``serve``), a plain HTTP client that shows every status (redirects included),
+and rows in every state."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import psycopg
-import uvicorn
+from benchmarks.scenarios.dashboard import serve as serve  # shared with the benchmark
 
 Conn = psycopg.Connection[Any]
 WAIT_TIMEOUT = 15.0
-
-
-@contextlib.contextmanager
-def serve(app: Any, *, root_path: str = "") -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free local port; yields its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", root_path=root_path, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="test-dashboard", daemon=True)
-    thread.start()
-    wait_until(lambda: server.started or not thread.is_alive())
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @dataclass

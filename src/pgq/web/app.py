@@ -14,6 +14,7 @@ import fnmatch
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +27,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgq import admin, db, store
 from pgq.errors import DatabaseUnavailableError, PgqError, ValidationError
@@ -185,6 +188,7 @@ class Dashboard:
                 psycopg.errors.InvalidSchemaName: self._no_schema,
                 Exception: self._server_error,
             },
+            middleware=[Middleware(ServerTiming)],
             lifespan=self._lifespan,
         )
         app.state.pgq_dashboard = self
@@ -429,6 +433,31 @@ class Dashboard:
     def _error_page(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status=status, status_code=status,
                            message=message, page="")  # fmt: skip
+
+
+class ServerTiming:
+    """Adds ``Server-Timing: app;dur=MS`` to every response: the time the dashboard took
+    to answer, which a browser's developer tools show and the benchmark reads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"server-timing", took)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 NOTICES = {
