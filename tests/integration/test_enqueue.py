@@ -145,7 +145,7 @@ def test_each_commit_is_its_own_job(tx: Tx, conn: psycopg.Connection[Any]) -> No
 
 def test_a_task_object_can_be_passed_by_value(tx: Tx, conn: psycopg.Connection[Any]) -> None:
     registry = pgq.registry.Registry()
-    task = pgq.task(name="obj.task", queue="objq", priority=4, registry=registry)(lambda: None)
+    task = pgq.task(name="obj.task", queue="objq", priority=4, registry=registry)(lambda x: None)
     tx.enqueue(task, {"x": 1}, max_attempts=2)
     tx.commit()
     [job] = jobs(conn)
