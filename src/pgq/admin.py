@@ -95,6 +95,7 @@ class QueueStats:
     oldest_ready_seconds: float | None
     per_minute_last_5m: float
     paused: bool = False  # `pgq pause`: no worker claims from it
+    waiting: int = 0  # workflow jobs waiting for their parents (never claimed until released)
 
 
 @dataclass(slots=True)
@@ -173,7 +174,9 @@ def retry_jobs(
     """
     result = RetryResult()
     for batch in _batches(check_job_ids(ids), check_batch_size(batch_size)):
-        rows = _with_unique_retries(conn, store.retry_jobs(ids=batch, now=now))
+        rows = _with_unique_retries(
+            conn, store.retry_jobs(ids=batch, now=now), lambda rows: [row[0] for row in rows]
+        )
         done = [row[0] for row in rows]
         result.retried += done
         result.skipped.update(_explain(conn, batch, done, _retry_reason))
@@ -209,7 +212,9 @@ def retry_failed(
         statement = store.retry_failed_jobs(
             after_id=after_id, limit=size, queue=queue, task=task, now=now
         )
-        last_id, picked, retried, _ = _with_unique_retries(conn, statement)[0]
+        last_id, picked, retried, _, _ = _with_unique_retries(
+            conn, statement, lambda rows: list(rows[0][4])
+        )[0]
         if picked == 0:
             return result
         result.batches += 1
@@ -290,12 +295,23 @@ def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-def _with_unique_retries(conn: Connection, statement: store.Statement) -> list[store.Row]:
-    """Run a retry statement in its own transaction, again if a unique key race aborted it."""
+def _with_unique_retries(
+    conn: Connection,
+    statement: store.Statement,
+    retried_ids: Callable[[list[store.Row]], list[int]],
+) -> list[store.Row]:
+    """Run a retry statement in its own transaction, again if a unique key race aborted it.
+
+    In the same transaction, the retried jobs' workflows resume: the jobs cancelled because
+    these failed wait again (``retried_ids`` picks the ids out of the statement's rows)."""
     for _ in range(UNIQUE_RACE_RETRIES):
         try:
             with conn.transaction():
-                return store.fetch(conn, statement)
+                rows = store.fetch(conn, statement)
+                ids = retried_ids(rows) if rows else []
+                if ids:
+                    store.fetch(conn, store.restore_dependents(ids=ids))
+                return rows
         except psycopg.errors.UniqueViolation:
             continue
     raise PgqError(

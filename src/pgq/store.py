@@ -271,9 +271,25 @@ def release_dependents(*, ids: list[int]) -> Statement:
     return Statement("job_release_dependents", {"ids": ids})
 
 
+def restore_dependents(*, ids: list[int]) -> Statement:
+    """Put back to waiting the jobs cancelled because of ``ids``, jobs this transaction just
+    retried; returns one row ``(restored, kept)``."""
+    return Statement("job_restore_dependents", locals())
+
+
 def select_parents(*, job_id: int) -> Statement:
     """The parents of ``job_id``: ``(id, task, state, finished_at)`` rows, by id."""
     return Statement("job_parents_select", locals())
+
+
+def get_workflow(*, job_id: int) -> Statement:
+    """Every job of ``job_id``'s workflow, with its parents' ids; no row when it has none."""
+    return Statement("workflow_get", locals())
+
+
+def list_live_workflow_jobs(*, workflow_id: int) -> Statement:
+    """``(id,)`` of every queued, waiting or running job of the workflow."""
+    return Statement("workflow_live_ids", locals())
 
 
 def insert_workflow(*, jobs: str) -> Statement:
@@ -375,7 +391,8 @@ def retry_jobs(*, ids: list[int], now: Any = None) -> Statement:
 def retry_failed_jobs(
     *, after_id: int, limit: int, queue: str | None, task: str | None, now: Any = None
 ) -> Statement:
-    """One batch of failed jobs → queued; returns ``(last_id, picked, retried, notified)``."""
+    """One batch of failed jobs → queued; returns ``(last_id, picked, retried, notified,
+    parents)``, parents the retried ids that have dependents."""
     return Statement("job_retry_failed", locals())
 
 

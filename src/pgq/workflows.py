@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
+import psycopg
+
 from pgq import store
-from pgq.admin import check_job_id
+from pgq.admin import CancelResult, cancel_jobs, check_job_id
 from pgq.errors import OptionError
 from pgq.registry import JobSpec, TaskCall
 from pgq.rows import UNIQUE_KEY, Row, numbered_row
@@ -74,6 +76,73 @@ def parents(session: Any, job_id: int) -> Any:
 
     statement = store.select_parents(job_id=check_job_id(job_id))
     return run_statement(session, statement, lambda rows: [ParentJob(*row) for row in rows])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowJob:
+    """One job of a workflow as [`get_workflow`][pgq.workflows.get_workflow] reads it."""
+
+    id: int
+    task: str
+    queue: str
+    state: str
+    attempts: int
+    max_attempts: int
+    parents_pending: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    parents: list[int]
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTree:
+    """A workflow's jobs, oldest first, and how many are in each state."""
+
+    id: int
+    jobs: list[WorkflowJob]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, every state listed (0 for none)."""
+        found = dict.fromkeys(("waiting", "queued", "running", "succeeded", "failed"), 0)
+        found["cancelled"] = 0
+        for job in self.jobs:
+            found[job.state] = found.get(job.state, 0) + 1
+        return found
+
+    def steps(self) -> list[list[WorkflowJob]]:
+        """The jobs by depth: step 0 has no parents, step n waits for a job of step n - 1
+        (and maybe earlier ones)."""
+        depth: dict[int, int] = {}
+        for job in self.jobs:  # parents always have smaller ids than their children
+            depth[job.id] = 1 + max((depth.get(p, -1) for p in job.parents), default=-1)
+        levels: list[list[WorkflowJob]] = [[] for _ in range(max(depth.values()) + 1)]
+        for job in self.jobs:
+            levels[depth[job.id]].append(job)
+        return levels
+
+
+def get_workflow(conn: psycopg.Connection[Any], job_id: int) -> WorkflowTree | None:
+    """The workflow ``job_id`` belongs to (its id or any member's), or None when the job is
+    unknown or in no workflow."""
+    rows = store.fetch(conn, store.get_workflow(job_id=check_job_id(job_id)))
+    if not rows:
+        return None
+    jobs = [WorkflowJob(*row) for row in rows]
+    return WorkflowTree(id=jobs[0].id, jobs=jobs)
+
+
+def cancel_workflow(conn: psycopg.Connection[Any], job_id: int) -> CancelResult | None:
+    """Cancel every job of ``job_id``'s workflow not yet final: queued and waiting ones now,
+    running ones at their worker's next heartbeat (their dependents follow then). Returns
+    what [`cancel_jobs`][pgq.admin.cancel_jobs] returns, or None when the job is unknown
+    or in no workflow."""
+    tree = get_workflow(conn, job_id)
+    if tree is None:
+        return None
+    live = store.fetch(conn, store.list_live_workflow_jobs(workflow_id=tree.id))
+    return cancel_jobs(conn, [row[0] for row in live])
 
 
 @dataclass(frozen=True, slots=True)

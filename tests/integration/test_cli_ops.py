@@ -127,6 +127,7 @@ def test_stats_prints_the_view_as_json_and_as_a_table(db_url: str, conn: Conn) -
         "oldest_ready_seconds",
         "per_minute_last_5m",
         "paused",
+        "waiting",
     }
     assert table.code == 0
     assert "ready" in table.out and "mail" in table.out and "reports" in table.out

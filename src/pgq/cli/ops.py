@@ -52,7 +52,7 @@ TaskFilter = Annotated[
 ]
 EXIT_SOME_SKIPPED = 1
 STATS_COLUMNS = (
-    *("queue", "ready", "scheduled", "running", "failed"),
+    *("queue", "ready", "scheduled", "waiting", "running", "failed"),
     *("ok (1h)", "oldest ready", "per min (5m)", "paused"),
 )
 _TEXT_COLUMNS = {"queue", "task", "state", "last error"}
@@ -68,7 +68,8 @@ _console = Console(
 
 @app.command()
 def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
-    """Per queue: ready, scheduled, running, failed, succeeded in the last hour, lag, rate."""
+    """Per queue: ready, scheduled, waiting (for workflow parents), running, failed,
+    succeeded in the last hour, lag, rate."""
     with _database(database_url) as conn:
         rows = admin.queue_stats(conn)
     if as_json:
@@ -79,7 +80,8 @@ def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
         oldest = "-" if r.oldest_ready_seconds is None else _seconds(r.oldest_ready_seconds)
         table.add_row(
             Text(r.queue),
-            *(str(n) for n in (r.ready, r.scheduled, r.running, r.failed, r.succeeded_last_hour)),
+            *(str(n) for n in (r.ready, r.scheduled, r.waiting, r.running, r.failed)),
+            str(r.succeeded_last_hour),
             oldest,
             f"{r.per_minute_last_5m:.1f}",
             "paused" if r.paused else "",
@@ -188,16 +190,25 @@ def retry(
 @app.command()
 def cancel(
     job_ids: Annotated[list[str], typer.Argument(metavar="ID", help="Jobs to cancel.")],
+    workflow: Annotated[
+        bool,
+        typer.Option(
+            "--workflow",
+            help="Each ID names a workflow (its id or any of its jobs'): cancel all of its "
+            "jobs that have not finished.",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Cancel queued jobs; ask the workers of running jobs to stop them.
+    """Cancel queued (and waiting) jobs; ask the workers of running jobs to stop them.
 
-    A running job stays running until its worker's next heartbeat sees the request.
+    A running job stays running until its worker's next heartbeat sees the request. Jobs
+    waiting for a cancelled job in a workflow are cancelled with it.
     """
     ids = _job_ids(job_ids)
     with _database(database_url) as conn:
-        result = admin.cancel_jobs(conn, ids)
+        result = _cancel_workflows(conn, ids) if workflow else admin.cancel_jobs(conn, ids)
     if as_json:
         _print_json(
             {
@@ -279,6 +290,20 @@ def enqueue(
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _cancel_workflows(conn: Any, ids: list[int]) -> admin.CancelResult:
+    from pgq import workflows
+
+    total = admin.CancelResult()
+    for job_id in ids:
+        result = workflows.cancel_workflow(conn, job_id)
+        if result is None:
+            total.skipped[job_id] = "not found, or not part of a workflow"
+            continue
+        total.cancelled += result.cancelled
+        total.cancel_requested += result.cancel_requested
+    return total
 
 
 @contextlib.contextmanager

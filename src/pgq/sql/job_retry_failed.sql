@@ -6,7 +6,8 @@
 --
 -- The rows are locked (FOR UPDATE re-checks state = 'failed' on the newest version) before
 -- they are updated. Returns the last id the batch looked at (the next after_id), how many
--- rows it picked (0: the run is over) and how many it retried.
+-- rows it picked (0: the run is over), how many it retried, and the retried jobs others
+-- wait for in a workflow (the caller resumes those with job_restore_dependents.sql).
 WITH picked AS MATERIALIZED (
     SELECT id, unique_key
     FROM pgq.jobs
@@ -35,11 +36,12 @@ WITH picked AS MATERIALIZED (
       AND (j.unique_key IS NULL OR (r.key_rank = 1 AND NOT EXISTS (
           SELECT 1 FROM pgq.jobs AS live
           WHERE live.unique_key = j.unique_key AND live.state IN ('queued', 'running'))))
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.has_dependents
 ), notified AS (
     SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM retried) AS due
 )
 SELECT (SELECT max(id) FROM picked) AS last_id,
        (SELECT count(*) FROM picked) AS picked,
        (SELECT count(*) FROM retried) AS retried,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       ARRAY(SELECT id FROM retried WHERE has_dependents) AS parents
