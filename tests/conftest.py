@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from tests import installed
 
 from pgq import devbouncer, devdb, migrate
 from pgq.enqueue import NOTIFY_LIMITER
@@ -101,3 +103,16 @@ def pytest_report_header(config: pytest.Config) -> str:
 def _fresh_notify_limiter() -> None:
     """Each test starts with no recent NOTIFY remembered (see pgq.enqueue.NotifyLimiter)."""
     NOTIFY_LIMITER.reset()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pgq built as a wheel from this checkout (once per test run)."""
+    return installed.build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def pgq_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> installed.Venv:
+    """A virtualenv of its own with the wheel installed, as a host application has pgq
+    (see tests/installed.py for where its dependencies come from)."""
+    return installed.make_venv(tmp_path_factory.mktemp("venv") / "venv", wheel)

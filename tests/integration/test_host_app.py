@@ -108,17 +108,6 @@ def shop_db(pg_server: devdb.Server) -> Iterator[tuple[str, subprocess.Completed
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pgq built as a wheel from this checkout (once per test run)."""
-    out = tmp_path_factory.mktemp("wheel")
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-    built = run([*command, "--quiet", "--wheel-dir", str(out), str(ROOT)], child_env())
-    assert built.returncode == 0, built.stderr
-    (found,) = out.glob("pgq_jobs-*.whl")
-    return found
-
-
-@pytest.fixture(scope="session")
 def installed_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel installed into a directory of its own (to put first on PYTHONPATH)."""
     target = tmp_path_factory.mktemp("site")
