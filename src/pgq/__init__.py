@@ -5,6 +5,7 @@ business change that asked for it commits.
 """
 
 from pgq.args import set_max_bytes as set_args_max_bytes
+from pgq.args import set_result_max_bytes
 from pgq.enqueue import enqueue, enqueue_many
 from pgq.errors import (
     ArgsError,
@@ -12,10 +13,16 @@ from pgq.errors import (
     DatabaseUnavailableError,
     DatabaseUrlError,
     Fail,
+    JobCancelled,
+    JobFailed,
+    JobNotFinished,
+    JobNotFound,
     MissingExtraError,
     OptionError,
     PgqError,
     QueueNameError,
+    ResultError,
+    ResultTooLargeError,
     Retry,
     SchemaError,
     SessionTypeError,
@@ -23,8 +30,10 @@ from pgq.errors import (
     TaskNameError,
     TaskRegistrationError,
     ValidationError,
+    WaitTimeout,
 )
 from pgq.registry import JobSpec, Task, task
+from pgq.results import result, wait, wait_async
 from pgq.retry import Backoff
 from pgq.runner import JobContext
 from pgq.workflows import Chain, Group, ParentJob, Workflow, chain, group, parents
@@ -40,13 +49,19 @@ __all__ = [
     "DatabaseUrlError",
     "Fail",
     "Group",
+    "JobCancelled",
     "JobContext",
+    "JobFailed",
+    "JobNotFinished",
+    "JobNotFound",
     "JobSpec",
     "MissingExtraError",
     "OptionError",
     "ParentJob",
     "PgqError",
     "QueueNameError",
+    "ResultError",
+    "ResultTooLargeError",
     "Retry",
     "SchemaError",
     "SessionTypeError",
@@ -55,6 +70,7 @@ __all__ = [
     "TaskNameError",
     "TaskRegistrationError",
     "ValidationError",
+    "WaitTimeout",
     "Workflow",
     "__version__",
     "chain",
@@ -62,6 +78,10 @@ __all__ = [
     "enqueue_many",
     "group",
     "parents",
+    "result",
     "set_args_max_bytes",
+    "set_result_max_bytes",
     "task",
+    "wait",
+    "wait_async",
 ]

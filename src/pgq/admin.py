@@ -80,6 +80,7 @@ class Job:
     unique_key: str | None
     args: dict[str, Any]
     errors: list[dict[str, Any]]
+    result: Any = None  # what the task returned, once succeeded (JSON)
 
 
 @dataclass(frozen=True, slots=True)

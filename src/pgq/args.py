@@ -17,9 +17,17 @@ from dataclasses import dataclass
 from json import encoder as json_encoder
 from typing import Any
 
-from pgq.errors import ArgsError, ArgsTooLargeError, ValidationError
+from pgq.errors import (
+    ArgsError,
+    ArgsTooLargeError,
+    ResultError,
+    ResultTooLargeError,
+    ValidationError,
+)
 
 ARGS_MAX_BYTES_DEFAULT = 256 * 1024
+# A task's return value is stored on its job's row (pgq.jobs.result), checked the same way.
+RESULT_MAX_BYTES_DEFAULT = 256 * 1024
 ARGS_MAX_DEPTH = 64
 # Python refuses to turn integers longer than about 4300 digits into text (and so to read
 # them back from JSON in the worker), so pgq stops well short of that.
@@ -27,6 +35,7 @@ ARGS_INT_MAX_DIGITS = 4000
 _INT_LIMIT = 10**ARGS_INT_MAX_DIGITS
 
 _max_bytes = ARGS_MAX_BYTES_DEFAULT
+_result_max_bytes = RESULT_MAX_BYTES_DEFAULT
 
 
 def set_max_bytes(limit: int) -> int:
@@ -36,12 +45,27 @@ def set_max_bytes(limit: int) -> int:
     ValueError) unless ``limit`` is a positive integer.
     """
     global _max_bytes
+    previous, _max_bytes = _max_bytes, _check_cap(limit, "args")
+    return previous
+
+
+def set_result_max_bytes(limit: int) -> int:
+    """Change the size cap for a task's stored result (default 256 KiB) for this process
+    (set it in the worker's process: the worker checks results).
+
+    Returns the previous cap. Raises ValidationError unless ``limit`` is a positive integer.
+    """
+    global _result_max_bytes
+    previous, _result_max_bytes = _result_max_bytes, _check_cap(limit, "result")
+    return previous
+
+
+def _check_cap(limit: object, what: str) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValidationError(
-            f"the args size cap must be a positive number of bytes, not {limit!r}"
+            f"the {what} size cap must be a positive number of bytes, not {limit!r}"
         )
-    previous, _max_bytes = _max_bytes, limit
-    return previous
+    return limit
 
 
 def _as_dict(value: Any) -> dict[Any, Any]:
@@ -77,6 +101,32 @@ def _encode_checked(args: Any) -> str:
         raise ArgsTooLargeError(
             f"args are {size} bytes as JSON, over the cap of {_max_bytes} bytes; "
             "store large data elsewhere and pass a reference"
+        )
+    return text
+
+
+def encode_result(value: Any, task: str) -> str:
+    """A task's return ``value`` as JSON text, checked like args (any JSON value, not only
+    an object); raise ResultError naming ``task``, the path and the problem.
+
+    The caller stores nothing for None: only call this for another value."""
+    text = _encode_plain(value, _result_max_bytes) if type(value) is dict else None
+    if text is not None:
+        return text
+    try:
+        _check(value, "result", 0)
+    except ArgsError as exc:
+        raise ResultError(
+            f"task {task!r} returned a value that cannot be stored as its result: {exc}; "
+            "return JSON values (str, int, float, bool, None, lists, dicts with str keys)"
+        ) from None
+    text = _ENCODER.encode(value)
+    size = len(text.encode("utf-8"))
+    if size > _result_max_bytes:
+        raise ResultTooLargeError(
+            f"task {task!r} returned a result of {size} bytes as JSON, over the cap of "
+            f"{_result_max_bytes} bytes; store large data elsewhere and return a reference "
+            "(or raise the cap with pgq.set_result_max_bytes in the worker's process)"
         )
     return text
 
@@ -136,8 +186,9 @@ def _plain_iterencode() -> Callable[..., Iterable[str]]:
 _iterencode_plain = _plain_iterencode()
 
 
-def _encode_plain(args: Any) -> str | None:
-    """``args`` as JSON text when it is plain and passes every check; None when in doubt."""
+def _encode_plain(args: Any, max_bytes: int | None = None) -> str | None:
+    """``args`` as JSON text when it is plain and passes every check (``max_bytes`` at
+    most; None: the args cap); None when in doubt."""
     # The walk of _is_plain, unrolled for the top level: most args stop there.
     if type(args) is not dict or not _STR_ONLY.issuperset(map(type, args)):
         return None
@@ -156,7 +207,7 @@ def _encode_plain(args: Any) -> str | None:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
             return None
-    if size > _max_bytes:
+    if size > (_max_bytes if max_bytes is None else max_bytes):
         return None
     if size > ARGS_INT_MAX_DIGITS and _LONG_INT.search(text):
         return None

@@ -47,13 +47,16 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from pgq.errors import Fail, PgqError, Retry
+from pgq.jobtx import Database
 from pgq.registry import REGISTRY, Task
 from pgq.runner import (
+    PLAIN_RETURN,
     ClaimedJob,
     JobContext,
     Outcome,
     error_entry,
     outcome_of_call,
+    settle,
     stopped_outcome,
 )
 from pgq.threads import _STOP, Done, ThreadPool
@@ -96,6 +99,8 @@ class ChildConfig:
     max_jobs: int | None = None
     max_memory_mb: float | None = None
     log_level: int = logging.INFO
+    # Where a task's own transaction (ctx.transaction()) connects: the worker's database.
+    database: Database | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +402,11 @@ def _outcome_of_message(message: dict[str, Any]) -> Outcome:
         else:
             exception = ChildTaskError(raised["kind"], raised["message"], raised["traceback"])
     return Outcome(
-        message["kind"], delay=message["delay"], error=message["error"], exception=exception
+        message["kind"],
+        delay=message["delay"],
+        error=message["error"],
+        exception=exception,
+        result=message.get("result"),
     )
 
 
@@ -503,26 +512,41 @@ def _run_one(request: dict[str, Any], config: ChildConfig, stopping: Any) -> dic
         message = f"task {job.task!r} is not registered in the child (apps {config.apps})"
         error = error_entry("TaskNotRegistered", message, None)
         return {"kind": "retry", "delay": 0.0, "error": error, "raised": None, "rss": _rss()}
-    ctx = JobContext(job, config.worker_id, timeout=request["timeout"], worker_stopping=stopping)
+    ctx = JobContext(
+        job,
+        config.worker_id,
+        timeout=request["timeout"],
+        worker_stopping=stopping,
+        database=config.database,
+    )
     error_raised: BaseException | None = None
+    returned = PLAIN_RETURN
     ctx.start_clock()
     try:
         if task.pass_context:
-            task.func(ctx, **job.args)
+            value = task.func(ctx, **job.args)
         else:
-            task.func(**job.args)
+            value = task.func(**job.args)
     except _Terminated:
+        ctx.close_transaction()
         raise
     except BaseException as exc:  # every failure of the task becomes an outcome
+        ctx.close_transaction()  # a raise rolls the task's transaction back
         error_raised = exc
     finally:
         ctx.stop_clock()
-    outcome = outcome_of_call(task, job, ctx, error_raised)
+    if error_raised is None:
+        try:  # the result checked, the task's own transaction committed (runner.settle)
+            returned = settle(task, job, ctx, value)
+        except BaseException as exc:
+            error_raised = exc
+    outcome = outcome_of_call(task, job, ctx, error_raised, returned)
     return {
         "kind": outcome.kind,
         "delay": outcome.delay,
         "error": outcome.error,
         "raised": _describe_raised(outcome.exception),
+        "result": outcome.result,
         "rss": _rss(),
     }
 

@@ -133,20 +133,51 @@ class Completer:
 
 def _statements(batch: list[Finished]) -> list[tuple[list[Finished], store.Statement]]:
     """The statements that write ``batch``. Jobs that others wait for (has_dependents, from
-    the claim) go through the finish that also releases their dependents; every other job
-    through the plain finish, which stays exactly what it was without workflows."""
-    if not any(f.job.has_dependents for f in batch):
+    the claim) go through the finish that also releases their dependents (with their
+    results); jobs that returned a value through the finish that stores it; every other
+    job through the plain finish, which stays exactly what it was without workflows or
+    results."""
+    if not any(f.job.has_dependents or f.outcome.result is not None for f in batch):
         return [(batch, _statement(batch))]
-    parents = [f for f in batch if f.job.has_dependents]
-    plain = [f for f in batch if not f.job.has_dependents]
-    releasing = (parents, _statement(parents, store.finish_and_release_jobs))
-    return [(plain, _statement(plain)), releasing] if plain else [releasing]
+    parents, with_result, plain = [], [], []
+    for f in batch:
+        if f.job.has_dependents:
+            parents.append(f)
+        elif f.outcome.result is not None:
+            with_result.append(f)
+        else:
+            plain.append(f)
+    groups = []
+    if plain:
+        groups.append((plain, _statement(plain)))
+    if with_result:
+        groups.append((with_result, _results_statement(with_result)))
+    if parents:
+        groups.append((parents, _releasing_statement(parents)))
+    return groups
 
 
-def _statement(
-    batch: list[Finished], make: Callable[..., store.Statement] = store.finish_jobs
-) -> store.Statement:
-    return make(
+def _results_statement(batch: list[Finished]) -> store.Statement:
+    return store.finish_jobs_with_results(
+        ids=[f.job.id for f in batch],
+        tokens=[f.job.lease_token for f in batch],
+        results=[f.outcome.result or "null" for f in batch],
+    )
+
+
+def _releasing_statement(batch: list[Finished]) -> store.Statement:
+    return store.finish_and_release_jobs(
+        ids=[f.job.id for f in batch],
+        tokens=[f.job.lease_token for f in batch],
+        outcomes=[f.outcome.kind for f in batch],
+        delays=[f.outcome.delay for f in batch],
+        errors=[f.outcome.error_json() for f in batch],
+        results=[f.outcome.result for f in batch],
+    )
+
+
+def _statement(batch: list[Finished]) -> store.Statement:
+    return store.finish_jobs(
         ids=[f.job.id for f in batch],
         tokens=[f.job.lease_token for f in batch],
         outcomes=[f.outcome.kind for f in batch],

@@ -6,6 +6,8 @@ and callers can still pass a sentence that names the exact field and problem.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PgqError(Exception):
     """pgq failed."""
@@ -24,6 +26,14 @@ class ArgsError(ValidationError):
 
 class ArgsTooLargeError(ArgsError):
     """The job arguments are larger than the size cap."""
+
+
+class ResultError(PgqError, ValueError):
+    """A task returned a value that cannot be stored as its JSON result; the attempt failed."""
+
+
+class ResultTooLargeError(ResultError):
+    """A task's result is larger than the result size cap; the attempt failed."""
 
 
 class QueueNameError(ValidationError):
@@ -60,6 +70,60 @@ class TaskRegistrationError(PgqError):
 
 class MissingExtraError(PgqError, ImportError):
     """An optional dependency of pgq is not installed; the message names the extra to install."""
+
+
+class JobNotFound(PgqError, LookupError):
+    """No job has this id: it never existed, or it finished longer ago than the retention
+    and was pruned."""
+
+    def __init__(self, message: str | None = None, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFinished(PgqError):
+    """The job has not finished yet, so it has no result; ``pgq.wait`` waits for it."""
+
+    def __init__(
+        self, message: str | None = None, *, job_id: int | None = None, state: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+
+
+class JobFailed(PgqError):
+    """The job failed for good; ``error`` is its last error (kind, message, traceback)."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        job_id: int | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.error = error
+
+
+class JobCancelled(PgqError):
+    """The job was cancelled, so it has no result."""
+
+    def __init__(self, message: str | None = None, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class WaitTimeout(PgqError, TimeoutError):
+    """The job did not finish within the time given to ``pgq.wait``; it may still finish."""
+
+    def __init__(
+        self, message: str | None = None, *, job_id: int | None = None, state: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
 
 
 class ControlFlow(Exception):

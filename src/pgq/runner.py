@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pgq.errors import Fail, Retry, Snooze
+import psycopg
+
+from pgq.args import encode_result
+from pgq.errors import Fail, PgqError, Retry, Snooze
+from pgq.jobtx import AsyncTaskTransaction, Database, TaskTransaction
 from pgq.registry import Task
 
 ERROR_MESSAGE_MAX_CHARS = 2000
@@ -67,6 +71,13 @@ class JobContext:
     # checked whenever the context is asked (Python cannot interrupt a thread, and the
     # attempt counts as a timeout if it returns after this).
     deadline: float | None = field(default=None, repr=False)
+    # Where ctx.transaction() connects (the worker's database); None outside a worker.
+    database: Database | None = field(default=None, repr=False)
+    is_async: bool = field(default=False, repr=False)
+    # The attempt's own transaction, once the task asked for it; committing is set (and
+    # never unset) when the worker starts completing the job in it.
+    tx: TaskTransaction | AsyncTaskTransaction | None = field(default=None, repr=False)
+    committing: bool = field(default=False, repr=False)
 
     @property
     def id(self) -> int:
@@ -115,6 +126,68 @@ class JobContext:
         an operator cancelled the job, or its lease was lost."""
         return self.stop_reason is not None
 
+    def transaction(self) -> psycopg.Connection[Any]:
+        """A psycopg connection in a transaction that commits together with this job's
+        ``succeeded`` (and its result, and the jobs enqueued on it) when the task returns,
+        or rolls back if it raises. Do not commit or roll it back yourself.
+
+        Opened on first call (from the worker's database URL); later calls return the same
+        connection. If the job's lease is no longer this attempt's when the task returns,
+        nothing of the transaction is committed. ``async def`` tasks use
+        [`transaction_async`][pgq.JobContext.transaction_async]. Raises PgqError outside a
+        worker, DatabaseUnavailableError when the database cannot be reached.
+
+        Example::
+
+            @pgq.task(pass_context=True)
+            def charge(ctx, order_id):
+                tx = ctx.transaction()
+                tx.execute("UPDATE orders SET paid = true WHERE id = %s", (order_id,))
+                send_receipt.enqueue(tx, order_id=order_id)
+                return {"paid": order_id}
+        """
+        if self.is_async:
+            raise PgqError(
+                "ctx.transaction() is for sync tasks; in an async def task use "
+                "`await ctx.transaction_async()`"
+            )
+        if self.tx is None:
+            self.tx = TaskTransaction(self._database())
+        assert isinstance(self.tx, TaskTransaction)
+        return self.tx.conn
+
+    async def transaction_async(self) -> psycopg.AsyncConnection[Any]:
+        """[`transaction`][pgq.JobContext.transaction] for ``async def`` tasks: an async
+        psycopg connection in a transaction that commits with the job's success."""
+        if not self.is_async:
+            raise PgqError(
+                "ctx.transaction_async() is for async def tasks; a sync task uses ctx.transaction()"
+            )
+        if self.tx is None:
+            self.tx = await AsyncTaskTransaction.open(self._database())
+        assert isinstance(self.tx, AsyncTaskTransaction)
+        return self.tx.conn
+
+    def _database(self) -> Database:
+        if self.database is None:
+            raise PgqError(
+                f"job {self.job.id}: this JobContext has no database, so it cannot open "
+                "the task's transaction; ctx.transaction() works in a task a worker runs"
+            )
+        return self.database
+
+    def close_transaction(self) -> None:
+        """Roll back and close the task's transaction if one is open (sync tasks)."""
+        tx, self.tx = self.tx, None
+        if isinstance(tx, TaskTransaction):
+            tx.close()
+
+    async def close_transaction_async(self) -> None:
+        """Roll back and close the task's transaction if one is open (async tasks)."""
+        tx, self.tx = self.tx, None
+        if isinstance(tx, AsyncTaskTransaction):
+            await tx.close()
+
     def request_stop(self, reason: str) -> None:
         # The first reason wins: a job that timed out stays a timeout even if shutdown follows.
         self._check_deadline()
@@ -139,18 +212,72 @@ class JobContext:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to write for an attempt: see sql/job_finish_many.sql for each kind."""
+    """What to write for an attempt: see sql/job_finish_many.sql for each kind.
 
-    kind: str  # succeeded | retry | snooze | failed | cancelled | release
+    Two kinds need no write: ``committed`` (the task's own transaction completed the job)
+    and ``stale`` (that transaction found the lease gone and rolled back)."""
+
+    kind: str  # succeeded | retry | snooze | failed | cancelled | release | committed | stale
     delay: float = 0.0
     error: dict[str, Any] | None = None
     exception: BaseException | None = field(default=None, compare=False)
+    result: str | None = None  # succeeded: the task's return value as JSON (None: none)
 
     def error_json(self) -> str | None:
         return None if self.error is None else json.dumps(self.error, ensure_ascii=False)
 
 
 SUCCEEDED = Outcome("succeeded")
+COMMITTED = Outcome("committed")
+STALE = Outcome("stale")
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """What an attempt that returned left to write: its result as JSON (None: it returned
+    None), and whether its own transaction committed the job (None: it opened none)."""
+
+    result: str | None = None
+    committed: bool | None = None
+
+
+PLAIN_RETURN = Returned()  # the common case, allocated once
+
+
+def settle(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned:
+    """After a sync attempt returned ``value`` (called in its thread): the result
+    encoded, and the task's transaction, if it opened one, committed with the job's
+    success. Raises ResultError for a value that cannot be stored (the transaction is
+    rolled back then, as for any error)."""
+    tx = ctx.tx
+    if tx is None:
+        return PLAIN_RETURN if value is None else Returned(encode_result(value, task.name))
+    assert isinstance(tx, TaskTransaction)
+    try:
+        if ctx.interrupt is not None:
+            return PLAIN_RETURN  # rolled back below; outcome_of_call reads the interrupt
+        result = None if value is None else encode_result(value, task.name)
+        ctx.committing = True
+        return Returned(result, tx.commit(job.id, job.lease_token, result, job.has_dependents))
+    finally:
+        ctx.close_transaction()
+
+
+async def settle_async(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned:
+    """``settle`` for an ``async def`` attempt, on the loop."""
+    tx = ctx.tx
+    if tx is None:
+        return PLAIN_RETURN if value is None else Returned(encode_result(value, task.name))
+    assert isinstance(tx, AsyncTaskTransaction)
+    try:
+        if ctx.interrupt is not None:
+            return PLAIN_RETURN
+        result = None if value is None else encode_result(value, task.name)
+        ctx.committing = True
+        committed = await tx.commit(job.id, job.lease_token, result, job.has_dependents)
+        return Returned(result, committed)
+    finally:
+        await ctx.close_transaction_async()
 
 
 async def execute(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
@@ -158,37 +285,47 @@ async def execute(task: Task, job: ClaimedJob, ctx: JobContext) -> Outcome:
     outcome; never raises for the task's errors. (Sync tasks run in the worker's threads;
     ``outcome_of_call`` turns what their call did into an outcome.)"""
     try:
-        await _run_async(task, job, ctx)
+        value = await _run_async(task, job, ctx)
+        returned = await settle_async(task, job, ctx, value)
     except asyncio.CancelledError:
+        await ctx.close_transaction_async()
         return stopped_outcome(task, job, ctx)
     except BaseException as exc:
         # Every failure of the task becomes an outcome, SystemExit from a task included:
         # only signals (handled by the worker) stop the worker.
+        await ctx.close_transaction_async()
         return outcome_of_exception(task, job, ctx, exc)
-    return outcome_of_call(task, job, ctx, None)
+    return outcome_of_call(task, job, ctx, None, returned)
 
 
 def outcome_of_call(
-    task: Task, job: ClaimedJob, ctx: JobContext, error: BaseException | None
+    task: Task,
+    job: ClaimedJob,
+    ctx: JobContext,
+    error: BaseException | None,
+    returned: Returned = PLAIN_RETURN,
 ) -> Outcome:
     """The outcome of an attempt that returned (``error`` None) or raised ``error``."""
     if error is not None:
         return outcome_of_exception(task, job, ctx, error)
-    return stopped_outcome(task, job, ctx) if ctx.interrupt else SUCCEEDED
+    if returned.committed is not None:
+        return COMMITTED if returned.committed else STALE
+    if ctx.interrupt:
+        return stopped_outcome(task, job, ctx)
+    return SUCCEEDED if returned.result is None else Outcome("succeeded", result=returned.result)
 
 
-async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> None:
+async def _run_async(task: Task, job: ClaimedJob, ctx: JobContext) -> Any:
     args = (ctx,) if task.pass_context else ()
     if task.timeout is None:
-        await task.func(*args, **job.args)
-        return
+        return await task.func(*args, **job.args)
     try:
         async with asyncio.timeout(task.timeout) as deadline:
-            await task.func(*args, **job.args)
+            return await task.func(*args, **job.args)
     except TimeoutError:
         if deadline.expired():
             ctx.request_stop("timeout")
-            return
+            return None
         raise
 
 

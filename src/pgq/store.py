@@ -250,9 +250,11 @@ def finish_and_release_jobs(
     outcomes: list[str],
     delays: list[float],
     errors: list[str | None],
+    results: list[str | None] | None = None,
 ) -> Statement:
     """``finish_jobs`` for jobs with dependents, releasing (or cancelling) those in the same
-    statement; returns ``(id, state, notified)`` per outcome applied."""
+    statement; returns ``(id, state, notified)`` per outcome applied. ``results`` are the
+    successes' JSON results (None: none)."""
     return Statement(
         "job_finish_release_many",
         {
@@ -261,6 +263,7 @@ def finish_and_release_jobs(
             "outcomes": word_array(outcomes),
             "delays": number_array(delays),
             "errors": text_array(errors),
+            "results": text_array(results or [None] * len(ids)),
         },
     )
 
@@ -296,6 +299,42 @@ def insert_workflow(*, jobs: str) -> Statement:
     """Insert a workflow's jobs and edges; ``jobs`` is the JSON array workflow_insert.sql
     reads. Returns one ``(id, edges, notified)`` row per job, ids ascending."""
     return Statement("workflow_insert", locals())
+
+
+def finish_jobs_with_results(*, ids: list[int], tokens: list[int], results: list[str]) -> Statement:
+    """Mark attempts that returned a value succeeded with their ``results`` (JSON texts),
+    fenced by lease token; returns ``(id, state)`` applied."""
+    return Statement(
+        "job_finish_result_many",
+        {"ids": number_array(ids), "tokens": number_array(tokens), "results": text_array(results)},
+    )
+
+
+def complete_job_in_transaction(*, job_id: int, token: int, result: str | None) -> Statement:
+    """Mark one attempt succeeded (``result`` a JSON text or None) inside the task's own
+    transaction, fenced by lease token; returns ``(id, state)``, or no row when the lease is
+    no longer this attempt's."""
+    return Statement("job_complete_tx", locals())
+
+
+def get_job_result(*, job_id: int) -> Statement:
+    """``(state, result, task, attempts, last_error)`` of one job, or no row."""
+    return Statement("job_result_get", locals())
+
+
+def flag_job_waited(*, job_id: int) -> Statement:
+    """Ask for a ``pgq_finished`` notification when this queued or running job ends."""
+    return Statement("job_flag_waited", locals())
+
+
+def listen_finished() -> Statement:
+    """Subscribe this connection to the notifications of flagged jobs' finishes."""
+    return Statement("finished_listen", {})
+
+
+def unlisten_finished() -> Statement:
+    """Undo ``listen_finished``."""
+    return Statement("finished_unlisten", {})
 
 
 def extend_leases(*, ids: list[int], tokens: list[int], leases: list[float]) -> Statement:

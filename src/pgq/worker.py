@@ -58,16 +58,20 @@ from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
 from pgq.errors import ArgsError
 from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
+from pgq.jobtx import Database
 from pgq.listener import Listener
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
 from pgq.runner import (
     BAD_ARGUMENTS,
+    PLAIN_RETURN,
     ClaimedJob,
     JobContext,
     Outcome,
+    Returned,
     error_entry,
     execute,
     outcome_of_call,
+    settle,
 )
 from pgq.threads import Done, Slots, ThreadPool
 
@@ -169,6 +173,8 @@ class Worker:
         self.poll_interval = config.poll_interval or (
             POLL_INTERVAL_DEFAULT if self.listen_url else POLL_INTERVAL_POLL_ONLY_DEFAULT
         )
+        # Where a task's own transaction connects (ctx.transaction()).
+        self._database = Database(config.database_url, self.pgbouncer)
         # Each task's lease: its own, else the worker's. The claim takes them as two arrays.
         self._lease_by_task = {t.name: t.lease or config.lease for t in registry}
         self._names = list(self._lease_by_task)
@@ -265,6 +271,7 @@ class Worker:
             max_jobs=self.config.max_jobs_per_child,
             max_memory_mb=self.config.max_child_memory,
             log_level=logging.getLogger("pgq").getEffectiveLevel(),
+            database=self._database,
         )
         return ProcessPool(self._loop, size, on_done, config)
 
@@ -437,7 +444,12 @@ class Worker:
 
     def _start(self, job: ClaimedJob, task: Task) -> None:
         ctx = JobContext(
-            job, self.config.worker_id, timeout=task.timeout, worker_stopping=self._stopping
+            job,
+            self.config.worker_id,
+            timeout=task.timeout,
+            worker_stopping=self._stopping,
+            database=self._database,
+            is_async=task.is_async,
         )
         running = _Running(job, ctx, task, self._lease_of(job), self._loop.time())
         self._running[job.id] = running
@@ -473,8 +485,8 @@ class Worker:
         self._finished(running, outcome, seconds)
         self._after_finishing()
 
-    def _run_in_thread(self, running: _Running) -> bool:
-        """Run a sync job's attempt (in a pool thread); False if it must not start: the
+    def _run_in_thread(self, running: _Running) -> Returned | None:
+        """Run a sync job's attempt (in a pool thread); None if it must not start: the
         worker is stopping, or the job was cancelled or lost while it waited."""
         slots, ctx = self._slots, running.ctx
         if slots is not None:
@@ -482,18 +494,21 @@ class Worker:
         try:
             with self._start_lock:
                 if self._stopping.is_set() or ctx.interrupt is not None:
-                    return False
+                    return None
                 running.begun = True
             ctx.start_clock()
+            task = running.task
             try:
-                task = running.task
                 if task.pass_context:
-                    task.func(ctx, **running.job.args)
+                    value = task.func(ctx, **running.job.args)
                 else:
-                    task.func(**running.job.args)
+                    value = task.func(**running.job.args)
+            except BaseException:
+                ctx.close_transaction()  # a raise rolls the task's transaction back
+                raise
             finally:
                 ctx.stop_clock()
-            return True
+            return settle(task, running.job, ctx, value)
         finally:
             if slots is not None:
                 slots.give()
@@ -519,13 +534,16 @@ class Worker:
         """Sync jobs whose thread returned, collected from the threads in one go."""
         for done in batch:
             running: _Running = done.token
-            if done.error is None and not done.value:
+            if done.error is None and not done.value:  # None or False: never started
                 self._not_started(running)
                 continue
             if type(done.value) is Outcome:  # the process pool decided it
                 outcome = done.value
             else:
-                outcome = outcome_of_call(running.task, running.job, running.ctx, done.error)
+                returned = PLAIN_RETURN if done.value is None else done.value
+                outcome = outcome_of_call(
+                    running.task, running.job, running.ctx, done.error, returned
+                )
             self._note_duration(done.seconds)
             self._finished(running, outcome, done.seconds)
         self._after_finishing()
@@ -546,17 +564,33 @@ class Worker:
         if self._running.get(job.id) is not running:
             return  # released at shutdown while still running; its outcome is moot
         del self._running[job.id]
-        if running.lost:
-            self._drop_lost(job, outcome)
+        if outcome.kind == "committed":
+            # The task's transaction wrote the success, fenced: nothing left to write.
+            self._record(running.task, job, outcome, seconds)
+            return
+        if running.lost or outcome.kind == "stale":
+            self._drop_lost(job, outcome, told=running.lost)
             return
         self._record(running.task, job, outcome, seconds)
         if outcome.kind in ("retry", "snooze"):
             self._loop.call_later(outcome.delay, self._wakeup.set)
         self._completer.submit(job, outcome)
 
-    def _drop_lost(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """An attempt whose lease was lost ended: nothing to write, the job is not ours."""
+    def _drop_lost(self, job: ClaimedJob, outcome: Outcome, told: bool = True) -> None:
+        """An attempt whose lease was lost ended: nothing to write, the job is not ours.
+        ``told``: the loss was reported when the heartbeat found it."""
         self.stats.lost += 1
+        if outcome.kind == "stale":
+            if not told:
+                self.events.lease_lost(job)
+            log.warning(
+                "lease lost: job %d attempt %d returned after its lease was lost; its own "
+                "transaction was rolled back and nothing of it was committed",
+                job.id,
+                job.attempt,
+                extra=_fields(job),
+            )
+            return
         log.warning(
             "lease lost: job %d attempt %d ended after its lease was lost; its outcome (%s) "
             "was not written",
@@ -635,6 +669,11 @@ class Worker:
             return
         if running.lost:
             return  # told already; a newer claim of the same id waits in _ready
+        if running.ctx.committing and reason in ("lease_lost", "cancelled"):
+            # The task's transaction is completing the job, fenced by the lease: whether the
+            # lease still held is what that commit decides (a heartbeat that waited for the
+            # row's lock finds the job succeeded and reports it missing).
+            return
         if reason == "lease_lost":
             running.lost = True
             self.events.lease_lost(running.job)
@@ -807,6 +846,7 @@ class Worker:
 
 _COUNTERS = {
     "succeeded": "succeeded",
+    "committed": "succeeded",
     "retry": "retried",
     "failed": "failed",
     "snooze": "snoozed",

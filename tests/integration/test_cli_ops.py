@@ -220,6 +220,24 @@ def test_show_prints_the_job_with_its_error_history(db_url: str, conn: Conn) -> 
     assert created.strftime("%Y-%m-%d %H:%M:%S %Z") in text.out
 
 
+def test_show_prints_a_succeeded_jobs_result(db_url: str, conn: Conn) -> None:
+    job_id = add_job(conn, "succeeded")
+    conn.execute(
+        "UPDATE pgq.jobs SET result = %s WHERE id = %s", ('{"thumbnails": 3, "ok": true}', job_id)
+    )
+    pending = add_job(conn, "queued")
+
+    as_json = pgq(db_url, "show", str(job_id), "--json")
+    text = pgq(db_url, "show", str(job_id))
+    queued = pgq(db_url, "show", str(pending))
+
+    assert as_json.json()["result"] == {"thumbnails": 3, "ok": True}
+    (line,) = [line for line in text.out.splitlines() if line.startswith("result ")]
+    assert line.split(None, 1)[1].strip() == '{"ok": true, "thumbnails": 3}'  # jsonb's order
+    assert "result" not in queued.out  # no result line until the job succeeded
+    assert pgq(db_url, "show", str(pending), "--json").json()["result"] is None
+
+
 def test_show_with_a_bad_or_unknown_id(db_url: str) -> None:
     not_a_number = pgq(db_url, "show", "12x")
     unknown = pgq(db_url, "show", "4242")

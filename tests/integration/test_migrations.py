@@ -483,3 +483,43 @@ def test_downgrade_from_0006_restores_0005(empty_db_url: str, second_empty_db_ur
         assert states == [("queued", "queued"), ("waits", "cancelled")]
         conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0007: stored results ---------------------------------------------------------------------
+
+
+def test_upgrade_from_0006_keeps_rows_in_place_and_adds_empty_results(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0006")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state, finished_at) "
+            "SELECT 'q', 't', (CASE WHEN i % 2 = 0 THEN 'succeeded' ELSE 'queued' END)::"
+            "pgq.job_state, CASE WHEN i % 2 = 0 THEN now() END FROM generate_series(1, 1000) i"
+        )
+        before = _storage(conn)
+        rows = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0007")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert _storage(conn) == before  # no table rewrite, no index rebuilt
+        after = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+        assert [r[:-2] for r in after] == rows
+        assert {r[-2:] for r in after} == {(None, None)}  # result, waited
+        assert conn.execute(
+            "SELECT obj_description('pgq'::regnamespace, 'pg_namespace')"
+        ).fetchone() == ("pgq schema 7",)
+
+
+def test_downgrade_from_0007_restores_0006(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0006")
+    migrate.upgrade(empty_db_url, "pgq_0007")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task, result) VALUES ('q', 't', '[1]')")
+
+    migrate.downgrade(empty_db_url, "pgq_0006")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (1,)
+        conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

@@ -136,7 +136,7 @@ def show(
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show one job: its fields, arguments and every error it recorded."""
+    """Show one job: its fields, arguments, result and every error it recorded."""
     (parsed,) = _job_ids([job_id])
     with _database(database_url) as conn:
         job = admin.get_job(conn, parsed)
@@ -402,13 +402,15 @@ def _skipped_json(skipped: dict[int, str]) -> list[dict[str, Any]]:
 
 def _print_job(job: admin.Job) -> None:
     table = Table.grid(padding=(0, 2))
-    skip = {"args", "errors"}
+    skip = {"args", "errors", "result"}
     for name, value in asdict(job).items():
         if name not in skip:
             shown = _when(value) if isinstance(value, datetime) else str(value)
             shown = "-" if value is None else shown
             table.add_row(name, Text(shown))
     table.add_row("args", Text(json.dumps(job.args, ensure_ascii=False)))
+    if job.state == "succeeded":
+        table.add_row("result", Text(json.dumps(job.result, ensure_ascii=False)))
     _console.print(table)
     _console.print(f"\nerrors ({len(job.errors)}):" if job.errors else "\nno errors")
     for error in job.errors:

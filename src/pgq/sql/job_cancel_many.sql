@@ -16,4 +16,7 @@ SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END::pgq.job
     parents_pending = CASE WHEN state = 'waiting' THEN NULL ELSE parents_pending END,
     cancel_requested = (state = 'running')
 WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('queued', 'waiting', 'running')
-RETURNING id, state::text
+RETURNING id,
+          CASE WHEN waited AND state = 'cancelled'  -- pgq.wait's; see job_finish_many.sql
+               THEN state::text || pg_notify('pgq_finished', id::text)::text
+               ELSE state::text END

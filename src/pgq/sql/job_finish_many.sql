@@ -8,6 +8,10 @@
 --   snooze   queued again after delay, not counted
 --   release  queued again now, not counted (graceful shutdown)
 -- An error, when given, is appended with the attempt number and database time.
+-- A job that pgq.wait flagged (waited) sends pg_notify('pgq_finished', id) when it ends for
+-- good; no other job notifies, so a plain finish takes no NOTIFY lock at commit. The call
+-- hides in the state column (pg_notify returns void, which is '' as text) so the rows
+-- returned stay (id, state).
 --
 -- Rows are found by primary key, one LATERAL lookup per outcome, and locked there: a join
 -- against the running set would let the planner scan all of jobs_running_idx, whose dead
@@ -47,4 +51,7 @@ SET state = CASE
     cancel_requested = false
 FROM held AS h
 WHERE j.id = h.id
-RETURNING j.id, j.state::text
+RETURNING j.id,
+          CASE WHEN j.waited AND j.state <> 'queued'
+               THEN j.state::text || pg_notify('pgq_finished', j.id::text)::text
+               ELSE j.state::text END

@@ -2,7 +2,8 @@
 -- claim), releasing them in the same statement: a crash can never leave a parent finished
 -- with its dependents still waiting for it, nor release them twice. Plain jobs keep
 -- job_finish_many.sql, which reads no dependency at all. The outcome part is that file's,
--- unchanged; keep the two in step.
+-- unchanged, plus the successes' results (job_finish_result_many.sql's, for jobs without
+-- dependents) and the notification pgq.wait asked for; keep the three in step.
 --
 -- Release, for every parent that reached a final state here:
 --   succeeded            each child's parents_pending drops by one (by the number of its
@@ -20,9 +21,10 @@
 -- fenced by (id, lease_token, state = 'running') like every finish, so a stale attempt,
 -- a reaped lease or a duplicate outcome releases nothing. Edges never change once written.
 WITH RECURSIVE held AS MATERIALIZED (
-    SELECT d.id, d.outcome, d.delay, d.error
+    SELECT d.id, d.outcome, d.delay, d.error, d.result
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(outcomes)s::text[],
-                %(delays)s::float8[], %(errors)s::jsonb[]) AS d(id, token, outcome, delay, error)
+                %(delays)s::float8[], %(errors)s::jsonb[], %(results)s::jsonb[])
+         AS d(id, token, outcome, delay, error, result)
     CROSS JOIN LATERAL (
         SELECT 1 FROM pgq.jobs
         WHERE id = d.id AND lease_token = d.token AND state = 'running'
@@ -50,11 +52,12 @@ WITH RECURSIVE held AS MATERIALIZED (
                           jsonb_build_object('attempt', j.attempts, 'at', now(),
                                              'worker_id', j.worker_id) || h.error)
                  END,
+        result = CASE WHEN h.outcome = 'succeeded' THEN h.result ELSE j.result END,
         lease_expires_at = NULL,
         cancel_requested = false
     FROM held AS h
     WHERE j.id = h.id
-    RETURNING j.id, j.task, j.state
+    RETURNING j.id, j.task, j.state, j.waited
 ), ended AS (
     SELECT id, task, state FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
 ), doomed(id, cause_id, cause_task, cause_state) AS (
@@ -106,5 +109,9 @@ WITH RECURSIVE held AS MATERIALIZED (
     SELECT pg_notify('pgq', queue)
     FROM (SELECT DISTINCT queue FROM released WHERE state = 'queued' AND run_at <= now()) AS due
 )
-SELECT f.id, f.state::text, (SELECT count(*) FROM notified) AS notified
+SELECT f.id,
+       CASE WHEN f.waited AND f.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
+            THEN f.state::text || pg_notify('pgq_finished', f.id::text)::text
+            ELSE f.state::text END,
+       (SELECT count(*) FROM notified) AS notified
 FROM finished AS f

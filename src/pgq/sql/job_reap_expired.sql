@@ -66,5 +66,8 @@ WHERE j.id = e.id
   AND j.lease_token = e.lease_token
   AND j.state = 'running'
   AND j.lease_expires_at < coalesce(%(now)s::timestamptz, now())
-RETURNING j.id, j.queue, j.task, j.state::text, j.attempts, j.max_attempts, j.run_at,
-          e.worker_id, e.lease_expires_at
+RETURNING j.id, j.queue, j.task,
+          CASE WHEN j.waited AND j.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
+               THEN j.state::text || pg_notify('pgq_finished', j.id::text)::text
+               ELSE j.state::text END,
+          j.attempts, j.max_attempts, j.run_at, e.worker_id, e.lease_expires_at

@@ -1,0 +1,2 @@
+-- pgq.wait is done with a connection the caller lent it: leave no LISTEN behind.
+UNLISTEN pgq_finished

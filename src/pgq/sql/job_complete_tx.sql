@@ -1,0 +1,27 @@
+-- Complete one job inside the task's own transaction (ctx.transaction()), just before that
+-- transaction commits: the job's succeeded, its result and the task's own writes (children
+-- it enqueued included) commit together or not at all.
+--
+-- Fenced like every write about a job: by the lease token of this attempt and state =
+-- 'running'. No row back means the lease is no longer ours (the reaper took the job back,
+-- another worker claimed it, or the worker released it): the caller rolls the whole
+-- transaction back, so a stale attempt commits nothing.
+--
+-- The row is locked from this statement to the COMMIT that follows at once, never while
+-- the task runs, so the worker's heartbeat (which locks the same row to extend the lease)
+-- waits a round trip at most, and cannot deadlock with this transaction: it takes no lock
+-- this transaction waits for. If the heartbeat holds the row first, this waits for it and
+-- then re-reads the row; a heartbeat changes neither the token nor the state.
+--
+-- statement_timestamp(), not now(): now() is when the task's transaction began.
+UPDATE pgq.jobs
+SET state = 'succeeded',
+    finished_at = statement_timestamp(),
+    result = %(result)s::jsonb,
+    lease_expires_at = NULL,
+    cancel_requested = false
+WHERE id = %(job_id)s AND lease_token = %(token)s AND state = 'running'
+RETURNING id,
+          CASE WHEN waited  -- a notification for pgq.wait; see job_finish_many.sql
+               THEN state::text || pg_notify('pgq_finished', id::text)::text
+               ELSE state::text END
