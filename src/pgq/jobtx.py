@@ -11,9 +11,9 @@ When the task returns, the worker (in the task's thread, or on the loop for ``as
 tasks) completes the job in that transaction, fenced by the attempt's lease token
 (sql/job_complete_tx.sql), releases the jobs that wait for it (a workflow's
 dependents, sql/job_release_dependents.sql), and commits. A fence that fails rolls
-everything back: a stale attempt commits nothing. When the task raises, or the attempt was interrupted (timeout,
-cancel, lost lease, shutdown), the transaction rolls back and the outcome is written as
-for any other attempt.
+everything back: a stale attempt commits nothing. When the task raises, or the attempt
+was interrupted (timeout, cancel, lost lease, shutdown), the transaction rolls back and
+the outcome is written as for any other attempt.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from psycopg import pq
 
 from pgq import store
 from pgq.db import connect, connect_async, pgbouncer_mode
-from pgq.enqueue import _run
+from pgq.enqueue import run_statement
 from pgq.errors import (
     JobCancelled,
     JobFailed,
@@ -65,7 +65,7 @@ def result(session: Any, job_id: int) -> Any:
     checked = _check_job_id(job_id)
     try:
         statement = store.get_job_result(job_id=checked)
-        return _run(session, statement, lambda rows: _read(checked, rows))
+        return run_statement(session, statement, lambda rows: _read(checked, rows))
     except SessionTypeError:
         raise SessionTypeError(
             f"pgq.result cannot read through a {type(session).__module__}."

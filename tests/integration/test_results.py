@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 import pgq
 from pgq import admin, results, store
 from pgq.registry import Registry, Task
+from pgq.runner import ClaimedJob
 from pgq.worker import Worker, WorkerConfig, WorkerStats
 
 WAIT_TIMEOUT = 30.0
@@ -196,7 +197,8 @@ def test_a_stale_attempts_result_is_not_written(db_url: str, conn: Conn) -> None
     job_id = pgq.enqueue(conn, "results.t")
     claim = store.claim_jobs(queues=["default"], tasks=["results.t"], leases=[30], limit=1,
                              worker_id="w")  # fmt: skip
-    ((_, *_, token, _, _, _, _),) = store.fetch(conn, claim)
+    (claimed,) = store.fetch(conn, claim)
+    token = ClaimedJob.from_row(claimed).lease_token
     conn.execute("UPDATE pgq.jobs SET lease_token = lease_token + 1 WHERE id = %s", (job_id,))
 
     stale = store.finish_jobs_with_results(ids=[job_id], tokens=[token], results=['"late"'])

@@ -410,3 +410,35 @@ def test_pgbouncer_mode_opens_the_transaction_through_the_pool(
     assert pgq.result(conn, job_id) == "ok"
     assert ledger_ids(conn) == [1]
     assert pool_state().clean
+
+
+# --- in a workflow -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["returned", "transaction"])
+def test_a_parents_result_is_stored_and_its_dependent_released_with_it(
+    db_url: str, conn: Conn, reg: Registry, ledger: None, in_transaction: bool
+) -> None:
+    seen: list[Any] = []
+
+    @pgq.task(name="tx.parent_step", registry=reg, pass_context=True)
+    def parent_step(ctx: JobContext) -> dict[str, str]:
+        if in_transaction:
+            ctx.transaction().execute("INSERT INTO tx_ledger VALUES (1, 'parent')")
+        return {"made": "video"}
+
+    @pgq.task(name="tx.next_step", registry=reg, pass_context=True)
+    def next_step(ctx: JobContext) -> None:
+        with psycopg.connect(db_url) as read:
+            seen.extend(pgq.result(read, parent.id) for parent in pgq.parents(read, ctx.id))
+
+    flow = pgq.chain(parent_step.spec(), next_step.spec()).enqueue(conn)
+
+    stats = run_burst(db_url, reg)
+
+    first, second = flow.job_ids
+    assert pgq.result(conn, first) == {"made": "video"}
+    assert row(conn, second)["state"] == "succeeded"
+    assert seen == [{"made": "video"}]
+    assert ledger_ids(conn) == ([1] if in_transaction else [])
+    assert (stats.succeeded, stats.lost) == (2, 0)
