@@ -39,10 +39,14 @@ def children(conn: psycopg.Connection[Any], key: str) -> list[int]:
     return [r[0] for r in rows]
 
 
+@pytest.mark.parametrize("pool", ["thread", "process"])
 def test_wait_returns_results_and_a_raise_leaves_no_writes(
-    db_url: str, tx_ledger: psycopg.Connection[Any], start_worker: Callable[..., WorkerProcess]
+    db_url: str,
+    tx_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+    pool: str,
 ) -> None:
-    worker = start_worker(*WORKER_ARGS)
+    worker = start_worker(*WORKER_ARGS, "--pool", pool)
     worker.wait_started()
     with psycopg.connect(db_url) as tx:
         plain = pgq.enqueue(tx, "res.doubles", {"n": 21})
@@ -50,11 +54,14 @@ def test_wait_returns_results_and_a_raise_leaves_no_writes(
         raised = pgq.enqueue(tx, "res.tx_raise", {"key": "bad"}, max_attempts=1)
 
     assert pgq.wait(db_url, plain, timeout=WAIT_TIMEOUT) == {"n": 42}
-    assert pgq.wait(db_url, written, timeout=WAIT_TIMEOUT) == {"key": "ok", "pid": worker.pid}
+    outcome = pgq.wait(db_url, written, timeout=WAIT_TIMEOUT)
+    writer = outcome["pid"]  # the worker's, or with the process pool one of its children
+    assert outcome == {"key": "ok", "pid": writer}
+    assert (writer == worker.pid) == (pool == "thread")
     with pytest.raises(pgq.JobFailed, match="bad: raised after writing"):
         pgq.wait(db_url, raised, timeout=WAIT_TIMEOUT)
 
-    assert ledger_rows(tx_ledger, "ok") == [(1, worker.pid)]
+    assert ledger_rows(tx_ledger, "ok") == [(1, writer)]
     (child,) = children(tx_ledger, "ok")
     assert pgq.wait(db_url, child, timeout=WAIT_TIMEOUT) == "child of ok"
     assert ledger_rows(tx_ledger, "bad") == []
