@@ -523,10 +523,7 @@ def _run_one(request: dict[str, Any], config: ChildConfig, stopping: Any) -> dic
     returned = PLAIN_RETURN
     ctx.start_clock()
     try:
-        if task.pass_context:
-            value = task.func(ctx, **job.args)
-        else:
-            value = task.func(**job.args)
+        value = task.func(ctx, **job.args) if task.pass_context else task.func(**job.args)
     except _Terminated:
         ctx.close_transaction()
         raise
