@@ -24,6 +24,8 @@ from pgq.errors import (
     ResultError,
     ResultTooLargeError,
     Retry,
+    ScheduleError,
+    ScheduleOverdue,
     SchemaError,
     SessionTypeError,
     Snooze,
@@ -32,6 +34,7 @@ from pgq.errors import (
     ValidationError,
     WaitTimeout,
 )
+from pgq.periodic import Schedule, periodic, schedule
 from pgq.registry import JobSpec, Task, task
 from pgq.results import result, wait, wait_async
 from pgq.retry import Backoff
@@ -63,6 +66,9 @@ __all__ = [
     "ResultError",
     "ResultTooLargeError",
     "Retry",
+    "Schedule",
+    "ScheduleError",
+    "ScheduleOverdue",
     "SchemaError",
     "SessionTypeError",
     "Snooze",
@@ -79,6 +85,8 @@ __all__ = [
     "group",
     "parents",
     "result",
+    "periodic",
+    "schedule",
     "set_args_max_bytes",
     "set_result_max_bytes",
     "task",

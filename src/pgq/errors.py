@@ -48,6 +48,26 @@ class OptionError(ValidationError):
     """A job option (priority, max_attempts, run_at, delay, unique_key) is not valid."""
 
 
+class ScheduleError(ValidationError):
+    """A recurring job's schedule is not valid; the message names the schedule."""
+
+
+class ScheduleOverdue(PgqError):
+    """A schedule had no successful run within its grace period.
+
+    What the failure hooks receive (as ``exc``) for an overdue schedule; ``schedule`` is
+    its name, ``last_success_at`` the last success (None: never), ``grace`` in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, schedule: str, last_success_at: object, grace: float
+    ) -> None:
+        super().__init__(message)
+        self.schedule = schedule
+        self.last_success_at = last_success_at
+        self.grace = grace
+
+
 class SessionTypeError(PgqError, TypeError):
     """pgq cannot enqueue through this kind of object."""
 

@@ -518,3 +518,41 @@ def make_jobs_due(*, queues: list[str], tasks: list[str]) -> Statement:
 def truncate_jobs() -> Statement:
     """Delete every job and restart the ids (between tests)."""
     return Statement("job_truncate", {})
+# --- schedules (pgq.scheduler) ----------------------------------------------------------------
+
+
+def sync_schedules(*, schedules: str, deactivate_missing: bool) -> Statement:
+    """Upsert the definitions in ``schedules`` (a JSON array); mark the others inactive when
+    ``deactivate_missing``. Returns ``(name, change)`` per row changed: created, updated or
+    deactivated."""
+    return Statement("schedule_sync", locals())
+
+
+def list_schedules(*, names: list[str], now: Any = None) -> Statement:
+    """``(name, definition_hash, active, active_since, last_tick_at, now)`` per named
+    schedule; ``now`` is the database's (or the one given)."""
+    return Statement("schedule_list", {"names": text_array(names), "now": now})
+
+
+def tick_schedules(*, ticks: str, now: Any = None) -> Statement:
+    """Enqueue due ticks, each once (compare-and-set on last_tick_at); ``ticks`` is a JSON
+    array (see sql/schedule_tick_many.sql). Returns ``(name, enqueued, skipped, last_job_id,
+    notified)`` per schedule advanced."""
+    return Statement("schedule_tick_many", locals())
+
+
+def mark_overdue_schedules(*, names: list[str]) -> Statement:
+    """Mark newly overdue schedules among ``names`` (and clear recovered ones); returns the
+    newly overdue: ``(name, task, queue, expression, timezone, last_success_at,
+    grace_seconds, last_job_id, recovered)``."""
+    return Statement("schedule_overdue_mark", {"names": text_array(names)})
+
+
+def select_schedule_status() -> Statement:
+    """The ``pgq.schedule_status`` view (see sql/schedule_status_select.sql for columns)."""
+    return Statement("schedule_status_select", {})
+
+
+def get_database_now(*, now: Any = None) -> Statement:
+    """``(now,)``: the database's clock, or ``now`` when given."""
+    return Statement("database_now", locals())

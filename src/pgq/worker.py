@@ -3,7 +3,8 @@
 One event loop drives everything. Sync tasks run in a thread pool of ``concurrency``
 threads, ``async def`` tasks on the loop. The worker holds a fixed set of connections
 whatever its concurrency: one to claim, one to write outcomes and heartbeats, one to
-LISTEN, and one for the reaper thread. Behind PgBouncer in transaction pooling mode
+LISTEN, one for the reaper thread, and one for the scheduler thread when the app defines
+recurring jobs (pgq.periodic). Behind PgBouncer in transaction pooling mode
 (``pgbouncer``, docs/pgbouncer.md) the claim, writer and reaper connections prepare no
 statement and set nothing for the session, and the worker LISTENs only on a direct URL
 (``listen_url``); without one it polls, more often by default.
@@ -41,7 +42,7 @@ from typing import Any
 
 import psycopg
 
-from pgq import reaper, store
+from pgq import reaper, scheduler, store
 from pgq.children import (
     CHILD_TERM_WAIT,
     POOL_DEFAULT,
@@ -60,6 +61,7 @@ from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.jobtx import Database
 from pgq.listener import Listener
+from pgq.periodic import SCHEDULES, Schedule
 from pgq.registry import LEASE_DEFAULT, REGISTRY, Registry, Task
 from pgq.runner import (
     BAD_ARGUMENTS,
@@ -104,6 +106,11 @@ class WorkerConfig:
     grace: float = GRACE_DEFAULT
     burst: bool = False
     run_reaper: bool = True
+    # Enqueue the due ticks of the app's schedules (pgq.periodic) from a thread of this
+    # process; any number of workers may, each tick is enqueued once.
+    run_scheduler: bool = True
+    # At start, mark inactive the schedules in the database that the app does not define.
+    deactivate_missing_schedules: bool = True
     # database_url goes through PgBouncer in transaction pooling mode; None: $PGQ_PGBOUNCER.
     pgbouncer: bool | None = None
     # Where to LISTEN. None: database_url, except behind PgBouncer, where LISTEN would hold
@@ -156,6 +163,7 @@ class Worker:
         config: WorkerConfig,
         registry: Registry = REGISTRY,
         events: WorkerEvents | None = None,
+        schedules: list[Schedule] | None = None,
     ) -> None:
         if len(registry) == 0:
             raise ValueError("no task is registered; import the modules that define tasks")
@@ -168,6 +176,11 @@ class Worker:
         self.stats = WorkerStats()
         self.events = events or WorkerEvents()
         self.queues = config.queues or registry.queues()
+        # The global schedules go with the global registry; a worker given a registry of
+        # its own (tests, embedding) runs only the schedules it is given.
+        if schedules is None:
+            schedules = list(SCHEDULES) if registry is REGISTRY else []
+        self.schedules = schedules
         self.pgbouncer = pgbouncer_mode() if config.pgbouncer is None else config.pgbouncer
         self.listen_url = config.listen_url or (None if self.pgbouncer else config.database_url)
         self.poll_interval = config.poll_interval or (
@@ -243,6 +256,7 @@ class Worker:
             self._install_signal_handlers()
         background = self._start_background()
         reaper_thread = self._start_reaper()
+        scheduler_thread = self._start_scheduler()
         log.info(
             "worker %s started: queues %s, %d tasks, concurrency %d%s%s%s",
             self.config.worker_id,
@@ -257,8 +271,9 @@ class Worker:
             await self._claim_loop()
         finally:
             await self._shutdown(background)
-            if reaper_thread is not None:
-                await asyncio.to_thread(reaper_thread.join, REAPER_JOIN_TIMEOUT)
+            for thread in (reaper_thread, scheduler_thread):
+                if thread is not None:
+                    await asyncio.to_thread(thread.join, REAPER_JOIN_TIMEOUT)
         return self.stats
 
     def _start_pool(self) -> ThreadPool:
@@ -743,6 +758,37 @@ class Worker:
         )
         thread.start()
         return thread
+
+    def _start_scheduler(self) -> threading.Thread | None:
+        # Like the reaper: a thread with its own connection, in every worker; the tick
+        # statement's compare-and-set makes each tick one job whoever gets there first.
+        if not self.config.run_scheduler or not self.schedules or self.config.burst:
+            return None
+        config = scheduler.SchedulerConfig(
+            deactivate_missing=self.config.deactivate_missing_schedules
+        )
+        thread = threading.Thread(
+            target=scheduler.run,
+            args=(self.config.database_url, self.schedules, config, self._stopping),
+            kwargs={"pgbouncer": self.pgbouncer, "on_overdue": self._schedule_overdue},
+            name="pgq-scheduler",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def _schedule_overdue(self, overdue: scheduler.OverdueSchedule) -> None:
+        """An overdue schedule reaches the failure hooks as ``hook(overdue, exc)``: the
+        task's ``on_failure`` and the worker's, with a ScheduleOverdue as ``exc``."""
+        task = self.registry.get(overdue.task)
+        error = overdue.error()
+        for hook in (task.on_failure if task else None, self.on_failure):
+            if hook is None:
+                continue
+            try:
+                hook(overdue, error)
+            except Exception:  # a broken hook must not stop the scheduler
+                log.exception("on_failure hook %r raised for schedule %s", hook, overdue.name)
 
     def _install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -384,7 +384,7 @@ def test_upgrade_from_0003_keeps_rows_and_the_table_in_place(empty_db_url: str) 
 
 def test_downgrade_from_0004_restores_0003(empty_db_url: str, second_empty_db_url: str) -> None:
     migrate.upgrade(second_empty_db_url, "pgq_0003")
-    migrate.upgrade(empty_db_url)
+    migrate.upgrade(empty_db_url, "pgq_0004")
     with psycopg.connect(empty_db_url) as conn:
         conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 't')")
 
@@ -521,5 +521,52 @@ def test_downgrade_from_0007_restores_0006(empty_db_url: str, second_empty_db_ur
 
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (1,)
+        conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0008: schedules ------------------------------------------------------------------------
+
+
+def test_upgrade_from_0007_keeps_jobs_and_adds_the_schedules(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0007")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state) "
+            "SELECT 'q', 't', 'queued' FROM generate_series(1, 500)"
+        )
+        rows = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    assert migrate.upgrade(empty_db_url, "pgq_0008").after == 8
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall() == rows
+        assert conn.execute("SELECT count(*) FROM pgq.schedule_status").fetchone() == (0,)
+        conn.execute(
+            "INSERT INTO pgq.schedules (name, task, queue, expression, grace, definition_hash)"
+            " VALUES ('s', 't', 'q', '0 * * * *', '2 hours', 'h')"
+        )
+        assert conn.execute("SELECT overdue FROM pgq.schedule_status").fetchone() == (False,)
+        # The row takes only valid queue and task names (the domains' rules).
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO pgq.schedules (name, task, queue, expression, grace, "
+                "definition_hash) VALUES ('b', 't', 'bad queue', '* * * * *', '1 hour', 'h')"
+            )
+
+
+def test_downgrade_from_0008_restores_0007(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0007")
+    migrate.upgrade(empty_db_url, "pgq_0008")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task) VALUES ('q', 't')")
+        conn.execute(
+            "INSERT INTO pgq.schedules (name, task, queue, expression, grace, definition_hash)"
+            " VALUES ('s', 't', 'q', '0 * * * *', '2 hours', 'h')"
+        )
+
+    migrate.downgrade(empty_db_url, "pgq_0007")
+
+    with psycopg.connect(empty_db_url) as conn:
         conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)

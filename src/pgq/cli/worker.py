@@ -106,6 +106,24 @@ def work(
             "process in the cluster does its work at a time).",
         ),
     ] = True,
+    schedules: Annotated[
+        bool,
+        typer.Option(
+            "--schedules/--no-schedules",
+            help="Also enqueue the due ticks of the app's recurring jobs (@pgq.periodic, "
+            "pgq.schedule) from this process; any number of workers may, each tick "
+            "makes one job.",
+        ),
+    ] = True,
+    keep_missing_schedules: Annotated[
+        bool,
+        typer.Option(
+            "--keep-missing-schedules",
+            help="Leave active the schedules in the database that this app does not "
+            "define (several apps with different schedules share the database). "
+            "Default: mark them inactive at start.",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR.")
     ] = "INFO",
@@ -199,6 +217,8 @@ def work(
         grace,
         burst,
         run_reaper=reaper,
+        run_scheduler=schedules,
+        deactivate_missing_schedules=not keep_missing_schedules,
         pgbouncer=pooled,
         listen_url=listen_url,
         pool=pool,

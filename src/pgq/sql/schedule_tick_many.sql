@@ -1,0 +1,91 @@
+-- Enqueue the due ticks of many schedules in one statement, each exactly once whatever
+-- other workers do at the same moment. %(ticks)s is a JSON array with one object per
+-- schedule: name, expected (the last_tick_at this worker read, or null), definition_hash
+-- (its own definition's), ticks (the due ticks to enqueue, oldest first, all after
+-- expected) and next_tick_at (the first tick after the last of them).
+--
+-- Exactly once: `won` locks each schedule row whose last_tick_at is still the expected one
+-- (compare-and-set). A worker that reaches a row another worker has just advanced waits
+-- for that transaction, and PostgreSQL re-checks the WHERE on the row's new version: the
+-- compare fails, the row drops out, and this worker inserts nothing for it. The winner
+-- inserts the ticks' jobs and advances last_tick_at in the same statement, so a crash
+-- anywhere leaves either both or neither. A worker whose definition differs from the
+-- row's (another version of the app during a deploy) never ticks it; nor does anyone once
+-- the schedule is inactive. No tick after %(now)s (default: the server's now()) is taken.
+--
+-- The overlap policy 'skip': when the previous tick's job (last_job_id, a primary-key
+-- lookup) is still queued or running, the ticks are consumed without a job and counted
+-- in skipped_ticks. The ticks of one pass (catch-up) are enqueued together.
+--
+-- Each job's run_at is its tick, so a task can read the tick it runs for. Ids come from
+-- the jobs' sequence so that each schedule learns its jobs' ids (RETURNING cannot name the
+-- schedule a row came from). One NOTIFY per queue, delivered at COMMIT like enqueue's.
+-- Returns (name, enqueued, skipped, last_job_id) per schedule advanced.
+WITH input AS (
+    SELECT *
+    FROM jsonb_to_recordset(%(ticks)s::jsonb) AS t(
+        name text, expected timestamptz, definition_hash text, ticks timestamptz[],
+        next_tick_at timestamptz)
+), won AS MATERIALIZED (
+    SELECT s.name, s.task, s.queue, s.args, s.priority, s.max_attempts, s.overlap,
+           s.last_job_id, i.ticks, i.next_tick_at
+    FROM input AS i
+    JOIN pgq.schedules AS s ON s.name = i.name
+    WHERE s.active
+      AND s.definition_hash = i.definition_hash
+      AND s.last_tick_at IS NOT DISTINCT FROM i.expected
+      AND cardinality(i.ticks) >= 1
+      AND i.ticks[1] > coalesce(s.last_tick_at, '-infinity')
+      AND i.ticks[cardinality(i.ticks)] <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE OF s
+), previous AS MATERIALIZED (
+    SELECT w.name, j.state, coalesce(j.finished_at, j.started_at, j.created_at) AS at,
+           j.finished_at
+    FROM won AS w
+    JOIN pgq.jobs AS j ON j.id = w.last_job_id
+), decided AS MATERIALIZED (
+    SELECT w.*, (w.overlap = 'skip' AND coalesce(p.state IN ('queued', 'running'), false))
+           AS skip
+    FROM won AS w
+    LEFT JOIN previous AS p ON p.name = w.name
+), numbered AS MATERIALIZED (
+    -- nextval() in the outer query runs in the inner query's order: ids follow ticks.
+    SELECT o.name, o.tick, nextval('pgq.jobs_id_seq') AS id
+    FROM (SELECT d.name, t.tick
+          FROM decided AS d
+          CROSS JOIN LATERAL unnest(d.ticks) AS t(tick)
+          WHERE NOT d.skip
+          ORDER BY d.name, t.tick) AS o
+), inserted AS (
+    INSERT INTO pgq.jobs (id, queue, task, args, priority, run_at, max_attempts)
+    OVERRIDING SYSTEM VALUE
+    SELECT n.id, d.queue, d.task, d.args, d.priority, n.tick, d.max_attempts
+    FROM numbered AS n
+    JOIN decided AS d ON d.name = n.name
+    RETURNING id, queue
+), advanced AS (
+    UPDATE pgq.schedules AS s
+    SET last_tick_at = d.ticks[cardinality(d.ticks)],
+        next_tick_at = d.next_tick_at,
+        last_job_id = coalesce(n.last_id, s.last_job_id),
+        last_enqueued_at = CASE WHEN n.last_id IS NOT NULL THEN now()
+                                ELSE s.last_enqueued_at END,
+        last_skipped_at = CASE WHEN d.skip THEN now() ELSE s.last_skipped_at END,
+        skipped_ticks = s.skipped_ticks + CASE WHEN d.skip THEN cardinality(d.ticks) ELSE 0 END,
+        last_outcome = coalesce(p.state::text, s.last_outcome),
+        last_outcome_at = coalesce(p.at, s.last_outcome_at),
+        last_success_at = CASE WHEN p.state = 'succeeded'
+                               THEN greatest(s.last_success_at, p.finished_at)
+                               ELSE s.last_success_at END
+    FROM decided AS d
+    LEFT JOIN (SELECT name, count(*) AS jobs, max(id) AS last_id
+               FROM numbered GROUP BY name) AS n ON n.name = d.name
+    LEFT JOIN previous AS p ON p.name = d.name
+    WHERE s.name = d.name
+    RETURNING s.name, coalesce(n.jobs, 0) AS enqueued, d.skip AS skipped, s.last_job_id
+)
+SELECT a.name, a.enqueued, a.skipped, a.last_job_id,
+       (SELECT count(pg_notify('pgq', q.queue))
+        FROM (SELECT DISTINCT queue FROM inserted) AS q) AS notified
+FROM advanced AS a
+ORDER BY a.name
