@@ -518,6 +518,8 @@ def make_jobs_due(*, queues: list[str], tasks: list[str]) -> Statement:
 def truncate_jobs() -> Statement:
     """Delete every job and restart the ids (between tests)."""
     return Statement("job_truncate", {})
+
+
 # --- schedules (pgq.scheduler) ----------------------------------------------------------------
 
 
