@@ -8,7 +8,8 @@ median of the ``Server-Timing`` the app reports (the time from the request reach
 app to its response headers; the client's round trip is reported beside it). Target: a
 median under 150 ms for every page.
 
-Then every statement each page runs is recorded during one more load and explained with
+1,000 workflows in progress (a group of 5 jobs and a callback each) are added for the
+workflow pages. Then every statement each page runs is recorded during one more load and explained with
 its parameters: no plan may contain a Seq Scan on pgq.jobs.
 """
 
@@ -45,7 +46,11 @@ PAGES = {
     "job": "/jobs/500096",
     "failures": "/failures",
     "failures_q3": "/failures?queue=q3",
+    "workflows": "/workflows",
+    "workflow": "/workflows/{workflow}",  # one of the WORKFLOWS below, half done
 }
+# Live workflows beside the population: a group of 5 jobs and a callback each.
+WORKFLOWS, WORKFLOWS_QUICK = 1000, 50
 
 
 def run(ctx: Context) -> Iterator[Result]:
@@ -58,12 +63,14 @@ def run(ctx: Context) -> Iterator[Result]:
         ctx.log("dashboard: loading 1,100,100 jobs")
         with connect(url) as conn:
             conn.execute(POPULATION_SQL.read_bytes())
+            workflow = add_workflows(conn, ctx.size(WORKFLOWS, WORKFLOWS_QUICK))
             fetch(conn, "job_vacuum_analyze")
+        paths = {page: path.format(workflow=workflow) for page, path in PAGES.items()}
         app = pgq.web.create_app(url)
         with serve(app) as base, connect(url) as conn:
-            for page, path in PAGES.items():
+            for page, path in paths.items():
                 yield _timed(page, base + path, loads)
-            yield _plans(conn, base)
+            yield _plans(conn, base, paths)
 
 
 def _timed(page: str, url: str, loads: int) -> Result:
@@ -92,11 +99,26 @@ def _timed(page: str, url: str, loads: int) -> Result:
     )
 
 
-def _plans(conn: psycopg.Connection[Any], base: str) -> Result:
+def add_workflows(conn: psycopg.Connection[Any], n: int) -> int:
+    """``n`` workflows of a group of 5 jobs and a callback; returns the id of one in the
+    middle, its first job marked succeeded (so it shows progress)."""
+    import pgq
+
+    ids = []
+    for i in range(n):
+        members = [pgq.JobSpec("bench.asset", {"asset": k}, queue="assets") for k in range(5)]
+        done = pgq.group(members).then(pgq.JobSpec("bench.notify", {"flow": i})).enqueue(conn)
+        ids.append(done.id)
+    middle = ids[len(ids) // 2]
+    fetch(conn, "dashboard_job_succeed", {"id": middle})
+    return middle
+
+
+def _plans(conn: psycopg.Connection[Any], base: str, paths: dict[str, str]) -> Result:
     statements = 0
     scans: list[str] = []
     started = time.perf_counter()
-    for page, path in PAGES.items():
+    for page, path in paths.items():
         for statement in page_statements(lambda p=path: get(base + p)):
             statements += 1
             plan = explain(conn, statement.query, statement.params)
@@ -106,7 +128,7 @@ def _plans(conn: psycopg.Connection[Any], base: str) -> Result:
         "plans",
         statements,
         time.perf_counter() - started,
-        {"pages": len(PAGES), "seq_scans_of_jobs": scans},
+        {"pages": len(paths), "seq_scans_of_jobs": scans},
         target="no Seq Scan on pgq.jobs",
         met=not scans,
     )

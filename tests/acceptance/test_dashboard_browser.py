@@ -27,6 +27,9 @@ import psycopg
 import pytest
 from tests.web_support import Seeded, add_job, request, seed_every_state, wait_until
 
+import pgq
+from pgq import limits
+
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -148,16 +151,24 @@ def state_of(conn: Conn, job_id: int) -> str:
 
 
 def test_every_page_loads_in_the_browser(
-    browser: Any, with_actions: Dashboard, seeded: Seeded
+    browser: Any, with_actions: Dashboard, conn: Conn, seeded: Seeded
 ) -> None:
     authorize(browser)
     states = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled", "retrying")
+    flow = pgq.chain(
+        pgq.JobSpec("tests.web.encode", queue="flows"),
+        pgq.group([pgq.JobSpec("tests.web.thumb", {"n": n}, queue="flows") for n in (1, 2)]),
+    ).enqueue(conn)
+    limits.pause_queue(conn, "mail", reason="provider down")
     pages = {
         "overview": "/",
         "jobs": "/jobs",
         "jobs-failed": "/jobs?state=failed",
         "failures": "/failures",
         **{f"job-{state}": f"/jobs/{getattr(seeded, state)}" for state in states},
+        "workflows": "/workflows",
+        "workflow": f"/workflows/{flow.id}",
+        "job-waiting": f"/jobs/{flow.job_ids[-1]}",
         "not-found": "/jobs/987654321",
     }
     for name, path in pages.items():
@@ -215,3 +226,30 @@ def test_the_overview_refreshes_itself(browser: Any, read_only: Dashboard, conn:
     wait_until(lambda: "reports" in browser.execute_script(queues), timeout=20)
     # The same document: htmx swapped the live part, the page was not reloaded.
     assert browser.execute_script("return window.pgqSameDocument") is True
+
+
+def test_pause_a_queue_from_the_overview_and_resume_it(
+    browser: Any, with_actions: Dashboard, conn: Conn
+) -> None:
+    authorize(browser)
+    browser.get(with_actions.base + "/")
+    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
+    row.find_element(By.NAME, "reason").send_keys("provider down")
+    # The overview refreshes itself while the reason is typed: what was typed stays.
+    browser.execute_script("document.getElementById('live').dataset.before = 'refresh'")
+    wait_until(
+        lambda: browser.execute_script("return !document.getElementById('live').dataset.before")
+    )
+    reason = browser.find_element(By.ID, "reason-mail")
+    assert reason.get_attribute("value") == "provider down"
+    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
+    row.find_element(By.CLASS_NAME, "pause").click()
+    wait_until(lambda: bool(browser.find_elements(By.ID, "notice")))
+    assert [(q.queue, q.reason) for q in limits.paused_queues(conn)] == [
+        ("mail", "provider down (by token, dashboard)")
+    ]
+    screenshot(browser, "overview-paused")
+    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
+    row.find_element(By.CLASS_NAME, "resume").click()
+    wait_until(lambda: "resumed" in browser.find_element(By.ID, "notice").text)
+    assert limits.paused_queues(conn) == []

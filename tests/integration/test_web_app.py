@@ -21,7 +21,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from tests.web_support import Reply, Seeded, request, seed_every_state, serve, wait_until
 
+import pgq
 import pgq.web
+from pgq import limits
 from pgq.errors import PgqError
 from pgq.web.auth import CSRF_COOKIE, CSRF_FIELD
 
@@ -250,3 +252,52 @@ def test_a_database_without_the_schema_says_to_migrate(empty_db_url: str) -> Non
         reply = request("GET", base + "/")
     assert_clean_error(reply, 503)
     assert "pgq migrate" in reply.body
+
+
+def test_pause_and_resume_a_queue(with_actions: str, conn: Conn, seeded: Seeded) -> None:
+    cookies, token = csrf_pair(with_actions, "/")
+    form = {CSRF_FIELD: token, "reason": "provider down"}
+    pause = request("POST", with_actions + "/queues/mail/pause", form=form, headers=BEARER,
+                    cookies=cookies)  # fmt: skip
+    assert pause.status == 303 and pause.headers["location"] == "/?notice=paused"
+    paused = [(q.queue, q.reason) for q in limits.paused_queues(conn)]
+    assert paused == [("mail", "provider down (by token, dashboard)")]
+    overview = request("GET", with_actions + "/", headers=BEARER).body
+    assert 'class="badge paused"' in overview and "Resume</button>" in overview
+    resume = request("POST", with_actions + "/queues/mail/resume", form={CSRF_FIELD: token},
+                     headers=BEARER, cookies=cookies)  # fmt: skip
+    assert resume.headers["location"] == "/?notice=resumed"
+    assert limits.paused_queues(conn) == []
+    forged = request("POST", with_actions + "/queues/mail/pause", form={CSRF_FIELD: "0" * 64},
+                     headers=BEARER, cookies=cookies)  # fmt: skip
+    assert_clean_error(forged, 403)
+    bad = request("POST", with_actions + "/queues/no%20way/pause", form={CSRF_FIELD: token},
+                  headers=BEARER, cookies=cookies)  # fmt: skip
+    assert_clean_error(bad, 400)
+    assert limits.paused_queues(conn) == []
+
+
+def test_read_only_refuses_to_pause(read_only: str, conn: Conn) -> None:
+    assert_clean_error(request("POST", read_only + "/queues/mail/pause", form={}), 403)
+    assert limits.paused_queues(conn) == []
+
+
+def test_workflow_pages_link_parents_children_and_the_tree(read_only: str, conn: Conn) -> None:
+    flow = (
+        pgq.group([pgq.JobSpec("tests.web.part", {"n": n}) for n in (1, 2)])
+        .then(pgq.JobSpec("tests.web.done"))
+        .enqueue(conn)
+    )
+    first, second, callback = flow.job_ids
+    listing = request("GET", read_only + "/workflows")
+    assert listing.status == 200 and f'href="/workflows/{flow.id}"' in listing.body
+    tree = request("GET", read_only + f"/workflows/{flow.id}")
+    assert tree.status == 200 and 'class="depth-1"' in tree.body
+    assert all(f'href="/jobs/{job}"' in tree.body for job in flow.job_ids)
+    job = request("GET", read_only + f"/jobs/{callback}").body
+    assert 'id="parents"' in job and f'href="/jobs/{first}"' in job
+    assert f'href="/jobs/{second}"' in job and f'href="/workflows/{flow.id}"' in job
+    assert_clean_error(request("GET", read_only + f"/workflows/{callback + 100}"), 404)
+    assert_clean_error(request("GET", read_only + "/workflows/x"), 400)
+    lookup = request("GET", read_only + f"/workflows?id={flow.id}")
+    assert lookup.headers["location"] == f"/workflows/{flow.id}"

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from tests.web_support import add_job, error, seed_every_state
 
-from pgq import devdb, migrate
+import pgq
+from pgq import devdb, limits, migrate
 from pgq.errors import OptionError, QueueNameError, TaskNameError
 from pgq.web import queries
 
@@ -160,3 +161,38 @@ def test_failures_are_grouped_by_task_kind_and_message(conn: Conn) -> None:
     timeout = next(g for g in groups if g.kind == "TimeoutError")
     assert (timeout.jobs, timeout.failed_now, timeout.last_job_id) == (1, 0, seeded.retrying)
     assert [g.task for g in queries.failure_groups(conn, queue="mail")] == []
+
+
+def test_the_overview_shows_waiting_jobs_and_paused_queues(conn: Conn) -> None:
+    seed_every_state(conn)
+    pgq.chain(pgq.JobSpec("tests.web.a"), pgq.JobSpec("tests.web.b")).enqueue(conn)
+    limits.pause_queue(conn, "mail", reason="provider down")
+    limits.pause_queue(conn, "empty")  # a paused queue without jobs is listed too
+    by_queue = {q.queue: q for q in queries.overview(conn).queues}
+    assert by_queue["default"].waiting == 1 and not by_queue["default"].paused
+    assert by_queue["mail"].paused and by_queue["mail"].pause_reason == "provider down"
+    assert by_queue["empty"].paused and by_queue["empty"].ready == 0
+
+
+def test_a_workflow_lists_its_members_as_a_tree(conn: Conn) -> None:
+    flow = pgq.chain(
+        pgq.JobSpec("tests.web.encode"),
+        pgq.group([pgq.JobSpec("tests.web.thumb", {"size": s}) for s in (1, 2)]),
+        pgq.JobSpec("tests.web.notify"),
+    ).enqueue(conn)
+    encode, thumb1, thumb2, notify = flow.job_ids
+    detail = queries.get_workflow(conn, flow.id)
+    assert detail is not None and flow.id == encode
+    assert [(m.id, m.depth, m.parent_ids) for m in detail.members] == [
+        (encode, 0, []),
+        (thumb1, 1, [encode]),
+        (thumb2, 1, [encode]),
+        (notify, 2, [thumb1, thumb2]),
+    ]
+    assert detail.counts["queued"] == 1 and detail.counts["waiting"] == 3
+    live = queries.live_workflows(conn)
+    assert [(w.workflow_id, w.total, w.waiting, w.queued) for w in live] == [(encode, 4, 3, 1)]
+    assert queries.get_workflow(conn, notify + 1000) is None
+    job = queries.get_job(conn, thumb1)
+    assert job is not None and job.workflow_id == encode
+    assert [p.id for p in job.parents] == [encode] and [c.id for c in job.children] == [notify]

@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgq import admin, db, store
+from pgq import admin, db, limits, options, store
 from pgq.errors import DatabaseUnavailableError, PgqError, ValidationError
 from pgq.web import charts, queries
 from pgq.web import store as web_store
@@ -171,9 +171,13 @@ class Dashboard:
             Route("/jobs/{job_id}", page(self.job), name="job"),
             Route("/failures", page(self.failures), name="failures"),
             Route("/runs/{run_id}", page(self.run), name="run"),
+            Route("/workflows", page(self.workflows), name="workflows"),
+            Route("/workflows/{workflow_id}", page(self.workflow), name="workflow"),
             Route("/jobs/{job_id}/retry", action(self.retry_job), methods=["POST"]),
             Route("/jobs/{job_id}/cancel", action(self.cancel_job), methods=["POST"]),
             Route("/failures/retry", action(self.retry_failed), methods=["POST"]),
+            Route("/queues/{queue}/pause", action(self.pause_queue), methods=["POST"]),
+            Route("/queues/{queue}/resume", action(self.resume_queue), methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         app = Starlette(
@@ -319,7 +323,24 @@ class Dashboard:
 
     async def overview(self, request: Request) -> Response:
         overview = await self.read(queries.overview)
-        return self.render(request, "overview.html", overview=overview, page="overview")
+        notice = QUEUE_NOTICES.get(request.query_params.get("notice") or "")
+        return self.render(request, "overview.html", overview=overview, notice=notice,
+                           page="overview")  # fmt: skip
+
+    async def workflows(self, request: Request) -> Response:
+        lookup = request.query_params.get("id", "").strip()
+        if lookup:
+            return self.redirect(request, f"/workflows/{parse_job_id(lookup)}")
+        live = await self.read(queries.live_workflows)
+        return self.render(request, "workflows.html", workflows=live, page="workflows")
+
+    async def workflow(self, request: Request) -> Response:
+        workflow_id = parse_job_id(request.path_params["workflow_id"])
+        detail = await self.read(queries.get_workflow, workflow_id)
+        if detail is None:
+            raise HTTPException(404, f"There is no workflow {workflow_id}: no job of one has "
+                                     "this id, or its jobs were pruned.")  # fmt: skip
+        return self.render(request, "workflow.html", workflow=detail, page="workflows")
 
     async def jobs(self, request: Request) -> Response:
         params = request.query_params
@@ -395,6 +416,22 @@ class Dashboard:
         )
         return self.redirect(request, f"/runs/{run.id}")
 
+    async def pause_queue(self, request: Request) -> Response:
+        queue = options.check_queue(request.path_params["queue"])
+        reason = request.state.form.get("reason", "").strip() or None
+        reason = reason and f"{reason} (by {_who(request)}, dashboard)"
+        await self.read(limits.pause_queue, queue, reason)
+        log.info("queue %s: paused by %s", queue, _who(request))
+        return self.redirect(request, "/", notice="paused")
+
+    async def resume_queue(self, request: Request) -> Response:
+        queue = options.check_queue(request.path_params["queue"])
+        lifted = await self.read(limits.resume_queue, queue)
+        log.info(
+            "queue %s: resume by %s: %s", queue, _who(request), "done" if lifted else "not paused"
+        )
+        return self.redirect(request, "/", notice="resumed" if lifted else "not_paused")
+
     # --- errors -------------------------------------------------------------------------
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -460,6 +497,11 @@ class ServerTiming:
         await self.app(scope, receive, timed)
 
 
+QUEUE_NOTICES = {
+    "paused": "The queue is paused: no worker claims its jobs until it is resumed.",
+    "resumed": "The queue is resumed: workers claim its jobs again.",
+    "not_paused": "The queue was not paused.",
+}
 NOTICES = {
     "retried": "The job is queued again; a worker will pick it up.",
     "retry_skipped": "The job was not retried: only a failed or cancelled job can be, and "

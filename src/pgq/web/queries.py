@@ -10,7 +10,7 @@ windows, failures come from the ``pgq.recent_failures`` view.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,9 @@ PAGE_SIZE_DEFAULT = 50
 SCAN_WINDOW = 100_000
 SCAN_WINDOWS_MAX = 4
 FAILURE_GROUPS_LIMIT = 200
+WORKFLOWS_LIMIT = 100
+WORKFLOW_MEMBERS_LIMIT = 1000  # a workflow page lists at most this many jobs
+RELATIVES_LIMIT = 100  # parents, and children, listed on a job's page
 # The charts: the last hour by minute, the last day by hour.
 HOUR_CHART = (60, 60)  # bucket width in seconds, buckets
 DAY_CHART = (3600, 24)
@@ -44,10 +47,31 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One queue on the overview: the ``pgq.queue_stats`` view's figures and its pause."""
+
+    queue: str
+    ready: int
+    scheduled: int
+    waiting: int
+    running: int
+    failed: int
+    succeeded_last_hour: int
+    oldest_ready_seconds: float | None
+    per_minute_last_5m: float
+    paused_at: datetime | None
+    pause_reason: str | None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """The overview page: one row per queue, and the throughput of the last hour and day."""
 
-    queues: list[admin.QueueStats]
+    queues: list[QueueRow]
     last_hour: list[Bucket]
     last_day: list[Bucket]
 
@@ -114,6 +138,15 @@ class JobPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Relative:
+    """A job a job waits for (a parent) or that waits for it (a child)."""
+
+    id: int
+    task: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobError:
     """One failed attempt of a job, as the worker or the reaper recorded it."""
 
@@ -132,6 +165,7 @@ KNOWN_COLUMNS = frozenset(
         *("id", "queue", "task", "state", "priority", "attempts", "max_attempts", "run_at"),
         *("created_at", "started_at", "finished_at", "worker_id", "lease_token"),
         *("lease_expires_at", "cancel_requested", "unique_key", "args", "errors", "result"),
+        *("workflow_id", "parents_pending", "has_dependents"),
     }
 )
 
@@ -161,6 +195,9 @@ class JobDetail:
     now: datetime
     has_result: bool = False
     result: Any = None
+    workflow_id: int | None = None
+    parents: list[Relative] = field(default_factory=list)
+    children: list[Relative] = field(default_factory=list)
     other: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -188,7 +225,7 @@ class FailureGroup:
 def overview(conn: Connection, *, now: datetime | None = None) -> Overview:
     """The queues (``pgq.queue_stats``) and the throughput charts' buckets."""
     return Overview(
-        queues=admin.queue_stats(conn),
+        queues=[QueueRow(*row) for row in store.fetch(conn, web_store.select_queues())],
         last_hour=throughput(conn, *HOUR_CHART, now=now),
         last_day=throughput(conn, *DAY_CHART, now=now),
     )
@@ -256,6 +293,9 @@ def get_job(conn: Connection, job_id: int) -> JobDetail | None:
     if not rows:
         return None
     row, now = rows[0]
+    relatives = store.fetch(
+        conn, web_store.select_job_relatives(job_id=job_id, limit=RELATIVES_LIMIT)
+    )
     return JobDetail(
         id=row["id"],
         queue=row["queue"],
@@ -278,6 +318,9 @@ def get_job(conn: Connection, job_id: int) -> JobDetail | None:
         now=now,
         has_result="result" in row,
         result=row.get("result"),
+        workflow_id=row.get("workflow_id"),
+        parents=[Relative(*r[1:]) for r in relatives if r[0] == "parent"],
+        children=[Relative(*r[1:]) for r in relatives if r[0] == "child"],
         other={name: value for name, value in row.items() if name not in KNOWN_COLUMNS},
     )
 
@@ -291,6 +334,87 @@ def failure_groups(
     queue = options.check_queue(queue) if queue is not None else None
     statement = web_store.select_failure_groups(queue=queue, limit=limit)
     return [FailureGroup(*row) for row in store.fetch(conn, statement)]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowProgress:
+    """An unfinished workflow's members counted by state (the ``pgq.workflow_progress``
+    view); its id is the id of its first job."""
+
+    workflow_id: int
+    total: int
+    waiting: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    created_at: datetime
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowMember:
+    """One job of a workflow, with the jobs it waits for and its depth in the tree (0: it
+    waits for nothing)."""
+
+    id: int
+    queue: str
+    task: str
+    state: str
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+    parent_ids: list[int]
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDetail:
+    """A workflow's jobs, oldest first, and their counts by state."""
+
+    workflow_id: int
+    members: list[WorkflowMember]
+    counts: dict[str, int]
+    truncated: bool
+
+
+def live_workflows(conn: Connection, *, limit: int = WORKFLOWS_LIMIT) -> list[WorkflowProgress]:
+    """The newest ``limit`` workflows that still have a waiting, queued or running job."""
+    statement = web_store.select_workflows_live(limit=limit)
+    return [WorkflowProgress(*row) for row in store.fetch(conn, statement)]
+
+
+def get_workflow(conn: Connection, workflow_id: int) -> WorkflowDetail | None:
+    """The workflow whose first job is ``workflow_id``, or None.
+
+    Raises OptionError when ``workflow_id`` is not a positive 64-bit integer."""
+    statement = web_store.select_workflow_members(
+        workflow_id=admin.check_job_id(workflow_id), limit=WORKFLOW_MEMBERS_LIMIT + 1
+    )
+    rows = store.fetch(conn, statement)
+    if not rows:
+        return None
+    members = [WorkflowMember(*row) for row in rows[:WORKFLOW_MEMBERS_LIMIT]]
+    depths: dict[int, int] = {}
+    for index, member in enumerate(members):  # oldest first: parents come before children
+        depth = 1 + max((depths.get(p, 0) for p in member.parent_ids), default=-1)
+        depths[member.id] = depth
+        members[index] = replace(member, depth=depth)
+    counts = {state: 0 for state in admin.JOB_STATES}
+    for member in members:
+        counts[member.state] = counts.get(member.state, 0) + 1
+    return WorkflowDetail(
+        workflow_id=workflow_id,
+        members=members,
+        counts=counts,
+        truncated=len(rows) > WORKFLOW_MEMBERS_LIMIT,
+    )
 
 
 def _job_error(error: Any) -> JobError:

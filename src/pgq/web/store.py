@@ -53,3 +53,27 @@ def setup_session() -> Statement:
     """The settings of each dashboard connection (no JIT); a session SET, so never sent
     behind PgBouncer in transaction pooling mode."""
     return Statement("dashboard_session_setup", {})
+
+
+def select_queues() -> Statement:
+    """``(queue, ready, scheduled, waiting, running, failed, succeeded_last_hour,
+    oldest_ready_seconds, per_minute_last_5m, paused_at, pause_reason)`` per queue."""
+    return Statement("dashboard_queues", {})
+
+
+def select_workflows_live(*, limit: int) -> Statement:
+    """The newest unfinished workflows: ``(workflow_id, total, waiting, queued, running,
+    succeeded, failed, cancelled, created_at)``."""
+    return Statement("dashboard_workflows_live", locals())
+
+
+def select_workflow_members(*, workflow_id: int, limit: int) -> Statement:
+    """A workflow's jobs, oldest first: ``(id, queue, task, state, attempts, max_attempts,
+    created_at, finished_at, last_error, parent_ids)``."""
+    return Statement("dashboard_workflow_members", locals())
+
+
+def select_job_relatives(*, job_id: int, limit: int) -> Statement:
+    """``(relation, id, task, state)`` of a job's parents (relation 'parent') and children
+    ('child')."""
+    return Statement("dashboard_job_relatives", locals())
