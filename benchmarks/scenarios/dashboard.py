@@ -9,8 +9,8 @@ app to its response headers; the client's round trip is reported beside it). Tar
 median under 150 ms for every page.
 
 1,000 workflows in progress (a group of 5 jobs and a callback each) are added for the
-workflow pages. Then every statement each page runs is recorded during one more load and explained with
-its parameters: no plan may contain a Seq Scan on pgq.jobs.
+workflow pages. Then every statement each page runs is recorded during one more load and
+explained with its parameters: no plan may contain a Seq Scan on pgq.jobs.
 """
 
 from __future__ import annotations
