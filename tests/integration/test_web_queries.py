@@ -139,7 +139,10 @@ def test_job_detail_shows_a_column_a_later_migration_adds(pg_server: devdb.Serve
     with devdb.scratch_database(pg_server, prefix="pgq_webcols") as url:
         migrate.upgrade(url)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE pgq.jobs ADD COLUMN result jsonb, ADD COLUMN batch_id bigint")
+            conn.execute(
+                "ALTER TABLE pgq.jobs ADD COLUMN IF NOT EXISTS result jsonb, "
+                "ADD COLUMN batch_id bigint"
+            )
             job = add_job(conn, "succeeded")
             conn.execute(
                 "UPDATE pgq.jobs SET result = '{\"total\": 7}', batch_id = 12 WHERE id = %s",
