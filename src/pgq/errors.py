@@ -146,6 +146,15 @@ class WaitTimeout(PgqError, TimeoutError):
         self.state = state
 
 
+class LeaseLost(PgqError):
+    """This attempt's lease on the job is gone (the reaper took the job back, or another
+    worker holds it): nothing was completed; let the exception roll your transaction back."""
+
+    def __init__(self, message: str | None = None, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class ControlFlow(Exception):
     """Base of the exceptions a task raises to choose its outcome."""
 

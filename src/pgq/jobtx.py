@@ -19,6 +19,8 @@ the outcome is written as for any other attempt.
 from __future__ import annotations
 
 import contextlib
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,8 @@ import psycopg
 
 from pgq import store
 from pgq.db import connect, connect_async
+from pgq.enqueue import run_statement
+from pgq.errors import LeaseLost
 
 APPLICATION_NAME = "pgq task"
 
@@ -120,3 +124,43 @@ class AsyncTaskTransaction:
                 await block.__aexit__(psycopg.Rollback, psycopg.Rollback(), None)
         with contextlib.suppress(Exception):
             await self.conn.close()
+
+
+def complete_in(
+    session: Any,
+    job_id: int,
+    token: int,
+    result: str | None,
+    has_dependents: bool,
+    on_completed: Callable[[], None],
+) -> Any:
+    """Complete the job inside ``session``'s transaction (anything ``pgq.enqueue`` takes;
+    an awaitable for async sessions): the fenced complete, then its dependents' release.
+    ``on_completed`` is called once the fence held; LeaseLost is raised when it did not."""
+    statement = store.complete_job_in_transaction(job_id=job_id, token=token, result=result)
+
+    def fenced(rows: list[store.Row]) -> None:
+        if not rows:
+            raise LeaseLost(
+                f"job {job_id}: this attempt's lease is gone (the reaper took the job back, "
+                "or another worker holds it), so it was not completed; roll the "
+                "transaction back (let this exception propagate)",
+                job_id=job_id,
+            )
+        on_completed()
+
+    done = run_statement(session, statement, fenced)
+    release = store.release_dependents(ids=[job_id]) if has_dependents else None
+    if inspect.isawaitable(done):
+        return _complete_in_async(session, done, release)
+    if release is not None:
+        run_statement(session, release, lambda rows: None)
+    return None
+
+
+async def _complete_in_async(
+    session: Any, done: Awaitable[None], release: store.Statement | None
+) -> None:
+    await done
+    if release is not None:
+        await run_statement(session, release, lambda rows: None)

@@ -19,7 +19,7 @@ import psycopg
 
 from pgq.args import encode_result
 from pgq.errors import Fail, PgqError, Retry, Snooze
-from pgq.jobtx import AsyncTaskTransaction, Database, TaskTransaction
+from pgq.jobtx import AsyncTaskTransaction, Database, TaskTransaction, complete_in
 from pgq.registry import Task
 
 ERROR_MESSAGE_MAX_CHARS = 2000
@@ -78,6 +78,8 @@ class JobContext:
     # never unset) when the worker starts completing the job in it.
     tx: TaskTransaction | AsyncTaskTransaction | None = field(default=None, repr=False)
     committing: bool = field(default=False, repr=False)
+    # complete_in() completed the job in the caller's own transaction.
+    completed_in: bool = field(default=False, repr=False)
 
     @property
     def id(self) -> int:
@@ -168,6 +170,42 @@ class JobContext:
         assert isinstance(self.tx, AsyncTaskTransaction)
         return self.tx.conn
 
+    def complete_in(self, session: Any, result: Any = None) -> Any:
+        """Complete this job inside ``session``'s transaction, River's ``JobCompleteTx``:
+        when your transaction commits, the job is ``succeeded`` with ``result`` (and the
+        jobs that wait for it are released); if it rolls back, nothing happened.
+
+        ``session`` is anything [`pgq.enqueue`][pgq.enqueue.enqueue] takes, on your own
+        engine: a SQLAlchemy ``Session``/``Connection`` (sync or async: then await this)
+        or a psycopg connection, inside a transaction. Call it last, right before your
+        commit: it locks the job's row until then, and the worker's heartbeat waits for
+        that lock. Commit before the task returns; the worker then writes nothing for
+        this attempt (a transaction that never commits leaves the job running until its
+        lease lapses, and it runs again). The task's own return value is ignored.
+
+        Raises [`LeaseLost`][pgq.LeaseLost] when the lease is no longer this attempt's
+        (let it roll your transaction back), ResultError for a ``result`` that cannot be
+        stored.
+
+        Example::
+
+            @pgq.task(pass_context=True)
+            def charge(ctx, order_id):
+                with Session(engine) as session, session.begin():
+                    session.get(Order, order_id).paid = True
+                    ctx.complete_in(session, {"paid": order_id})
+        """
+        text = None if result is None else encode_result(result, self.job.task)
+        self.committing = True  # a heartbeat waiting on the row must not count it lost
+
+        def completed() -> None:
+            self.completed_in = True
+
+        job = self.job
+        return complete_in(
+            session, job.id, job.lease_token, text, job.has_dependents, completed
+        )
+
     def _database(self) -> Database:
         if self.database is None:
             raise PgqError(
@@ -242,6 +280,7 @@ class Returned:
 
 
 PLAIN_RETURN = Returned()  # the common case, allocated once
+COMPLETED_IN = Returned(committed=True)
 
 
 def settle(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned:
@@ -250,6 +289,9 @@ def settle(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned
     success. Raises ResultError for a value that cannot be stored (the transaction is
     rolled back then, as for any error)."""
     tx = ctx.tx
+    if ctx.completed_in:  # the caller's own transaction completed the job (complete_in)
+        ctx.close_transaction()
+        return COMPLETED_IN
     if tx is None:
         return PLAIN_RETURN if value is None else Returned(encode_result(value, task.name))
     assert isinstance(tx, TaskTransaction)
@@ -266,6 +308,9 @@ def settle(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned
 async def settle_async(task: Task, job: ClaimedJob, ctx: JobContext, value: Any) -> Returned:
     """``settle`` for an ``async def`` attempt, on the loop."""
     tx = ctx.tx
+    if ctx.completed_in:
+        await ctx.close_transaction_async()
+        return COMPLETED_IN
     if tx is None:
         return PLAIN_RETURN if value is None else Returned(encode_result(value, task.name))
     assert isinstance(tx, AsyncTaskTransaction)

@@ -442,3 +442,105 @@ def test_a_parents_result_is_stored_and_its_dependent_released_with_it(
     assert seen == [{"made": "video"}]
     assert ledger_ids(conn) == ([1] if in_transaction else [])
     assert (stats.succeeded, stats.lost) == (2, 0)
+
+
+# --- complete_in: the caller's own session --------------------------------------------------
+
+
+def test_complete_in_a_sqlalchemy_session_commits_with_the_callers_writes(
+    db_url: str, sa_url: str, conn: Conn, reg: Registry, ledger: None
+) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(sa_url)
+
+    @pgq.task(name="tx.sa", registry=reg, pass_context=True)
+    def with_session(ctx: JobContext, n: int) -> str:
+        with Session(engine) as session, session.begin():
+            session.execute(text("INSERT INTO tx_ledger VALUES (:n, 'sa')"), {"n": n})
+            pgq.enqueue(session, "tx.sa_child")
+            ctx.complete_in(session, {"n": n})
+        return "ignored"
+
+    try:
+        job_id = with_session.enqueue(conn, n=4)
+        stats = run_burst(db_url, reg)
+    finally:
+        engine.dispose()
+
+    assert pgq.result(conn, job_id) == {"n": 4}
+    assert ledger_ids(conn) == [4]
+    assert len(jobs_of(conn, "tx.sa_child")) == 1
+    assert (stats.succeeded, stats.lost) == (1, 0)
+
+
+def test_complete_in_an_async_sqlalchemy_session(
+    db_url: str, sa_url: str, conn: Conn, reg: Registry, ledger: None
+) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    @pgq.task(name="tx.sa_async", registry=reg, pass_context=True)
+    async def with_async_session(ctx: JobContext) -> None:
+        engine = create_async_engine(sa_url)
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                await session.execute(text("INSERT INTO tx_ledger VALUES (9, 'async sa')"))
+                await ctx.complete_in(session, [9])
+        finally:
+            await engine.dispose()
+
+    job_id = with_async_session.enqueue(conn)
+
+    run_burst(db_url, reg)
+
+    assert pgq.result(conn, job_id) == [9]
+    assert ledger_ids(conn) == [9]
+
+
+def test_a_raise_after_complete_in_rolls_the_completion_back_and_retries(
+    db_url: str, conn: Conn, reg: Registry, ledger: None
+) -> None:
+    @pgq.task(name="tx.regrets", registry=reg, pass_context=True, max_attempts=1)
+    def regrets(ctx: JobContext) -> None:
+        with psycopg.connect(db_url) as own, own.transaction():
+            own.execute("INSERT INTO tx_ledger VALUES (1, 'regret')")
+            ctx.complete_in(own, "never stored")
+            raise RuntimeError("changed my mind")
+
+    job_id = regrets.enqueue(conn)
+
+    run_burst(db_url, reg)
+
+    job = row(conn, job_id)
+    assert (job["state"], job["result"]) == ("failed", None)
+    assert job["errors"][0]["message"] == "changed my mind"
+    assert ledger_ids(conn) == []
+
+
+def test_complete_in_with_the_lease_gone_raises_lease_lost_and_commits_nothing(
+    db_url: str, conn: Conn, reg: Registry, ledger: None
+) -> None:
+    raised: list[BaseException] = []
+
+    @pgq.task(name="tx.late", registry=reg, pass_context=True)
+    def late(ctx: JobContext) -> None:
+        conn.execute("UPDATE pgq.jobs SET lease_token = lease_token + 1 WHERE id = %s", (ctx.id,))
+        try:
+            with psycopg.connect(db_url) as own, own.transaction():
+                own.execute("INSERT INTO tx_ledger VALUES (1, 'late')")
+                ctx.complete_in(own, "late")
+        except pgq.LeaseLost as exc:
+            raised.append(exc)
+            raise
+
+    job_id = late.enqueue(conn)
+
+    stats = run_burst(db_url, reg)
+
+    assert [type(e) for e in raised] == [pgq.LeaseLost]
+    assert "lease is gone" in str(raised[0])
+    assert row(conn, job_id)["state"] == "running"  # the other holder's, untouched
+    assert ledger_ids(conn) == []
+    assert (stats.succeeded, stats.lost) == (0, 1)
