@@ -202,9 +202,7 @@ class JobContext:
             self.completed_in = True
 
         job = self.job
-        return complete_in(
-            session, job.id, job.lease_token, text, job.has_dependents, completed
-        )
+        return complete_in(session, job.id, job.lease_token, text, job.has_dependents, completed)
 
     def _database(self) -> Database:
         if self.database is None:
