@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -94,6 +95,21 @@ def foreign_revisions_message(versions: Path | None = None) -> str | None:
         "`alembic revision -m MESSAGE --head base --branch-label app --version-path "
         "migrations/versions` (see the host-app migration docs)"
     )
+
+
+class ForeignRevisionWarning(UserWarning):
+    """A host application's revision sits in pgq's migrations folder (see the message)."""
+
+
+def warn_foreign_revisions(versions: Path | None = None) -> None:
+    """Warn (ForeignRevisionWarning) when a host's revision sits in pgq's versions folder.
+
+    pgq's first revision calls it as alembic loads it, so every ``alembic`` command of a
+    host that includes pgq's branch says so, not only ``pgq migrate`` and ``pgq work``.
+    """
+    message = foreign_revisions_message(versions)
+    if message is not None:
+        warnings.warn(f"pgq: {message}", ForeignRevisionWarning, stacklevel=2)
 
 
 def refuse_foreign_revisions() -> None:

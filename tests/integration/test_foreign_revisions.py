@@ -63,3 +63,15 @@ def test_pgq_migrate_refuses_while_a_host_revision_sits_in_its_folder(
         migrate.upgrade(empty_db_url)
     with pytest.raises(SchemaError, match="is not a pgq revision"):
         migrate.upgrade_sql()
+
+
+def test_the_warning_alembic_shows_names_the_file(versions: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        migrate.warn_foreign_revisions(versions)  # pgq's own files only: silent
+    (versions / "3f2a9c1d7b10_orders.py").write_text(HOST_REVISION)
+
+    with pytest.warns(migrate.ForeignRevisionWarning, match="3f2a9c1d7b10_orders.py"):
+        migrate.warn_foreign_revisions(versions)

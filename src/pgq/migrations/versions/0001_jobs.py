@@ -7,10 +7,18 @@ Create Date: 2026-11-22
 
 from alembic import op
 
+from pgq.migrate import warn_foreign_revisions
+
 revision = "pgq_0001"
 down_revision = None
 branch_labels = ("pgq",)
 depends_on = None
+
+# A host app's alembic imports this file in every command that loads pgq's branch: the one
+# place pgq runs in all of them. A host revision written into this folder by a plain
+# `alembic revision` (pgq's head was the only head) is warned about here, before a
+# reinstall of pgq deletes it.
+warn_foreign_revisions()
 
 # Why these settings: a queue table turns over its rows all day. Dead tuples in the claim
 # index are what slow a queue as it ages, so autovacuum runs after 1% of the table (or
