@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format docs docs-serve bench soak bench-peers clean
+.PHONY: install demo test lint format docs docs-serve bench soak soak-workflows bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ docs-serve: install ## the docs site on http://127.0.0.1:8000, rebuilt on every 
 
 bench: install ## the benchmark suite; JSON lines on stdout
 	$(PY) -m benchmarks
+
+# make test repeats the fan-in race 20 times (the issue's bar, about 20 s); this, 100 times.
+soak-workflows: install ## the fan-in race: 1,000 members over 4 worker processes, 100 times
+	PGQ_FANIN_REPEAT=100 $(PY) -m pytest tests/acceptance/test_workflow_processes.py -k fan_in -q
 
 soak: install ## scenario 8 alone: 2 x 10 minutes of steady load (about 25 minutes)
 	$(PY) -m benchmarks --only soak

@@ -30,6 +30,7 @@ DEFAULT_SCENARIOS = (
     "scale_out",
     "enqueue_concurrent",
     "memory",
+    "workflows",
     "pgbouncer",  # skipped (with the reason) where the pgbouncer binary is missing
     "dashboard",  # skipped (with the reason) without the web extra
 )
