@@ -1,9 +1,10 @@
 """Workflows across real `pgq work` processes.
 
-Fan-in exactly once: a group of 1,000 members drained by four worker processes releases its
-callback exactly once, after every member, every repetition (``PGQ_FANIN_REPEAT``, default
-20, about 20 s here; ``make soak-workflows`` runs 100). kill -9 mid-workflow: the dead worker's members
-come back through the reaper, nothing is lost, and the callback still runs once, after all.
+Fan-in exactly once: a group of 1,000 members drained by four worker processes releases
+its callback exactly once, after every member, every repetition (``PGQ_FANIN_REPEAT``:
+20 by default, about 20 s here; ``make soak-workflows`` runs 100). kill -9 mid-workflow:
+the dead worker's members come back through the reaper, nothing is lost, and the callback
+still runs once, after all of them.
 """
 
 from __future__ import annotations
