@@ -53,12 +53,11 @@ def group_drain(ctx: Context) -> Iterator[Result]:
     yield plain
     # The group's drain counts its callback too (n + 1 jobs).
     group = Result(NAME, "group_drain", n + 1, statistics.median(spans["group"]))
-    ratios = [
-        (n + 1) / g / (n / p) for g, p in zip(spans["group"], spans["plain"], strict=True)
-    ]
+    ratios = [(n + 1) / g / (n / p) for g, p in zip(spans["group"], spans["plain"], strict=True)]
     group.extra.update(runs_s=spans["group"], ratio_vs_plain=round(statistics.median(ratios), 3))
-    group.extra["ratio_min"], group.extra["ratio_max"] = round(min(ratios), 3), round(
-        max(ratios), 3
+    group.extra["ratio_min"], group.extra["ratio_max"] = (
+        round(min(ratios), 3),
+        round(max(ratios), 3),
     )
     group.target = f">= {TARGET_RATIO}x the plain drain"
     group.met = statistics.median(ratios) >= TARGET_RATIO
