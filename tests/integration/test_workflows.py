@@ -253,3 +253,62 @@ def test_a_callback_reads_how_its_members_ended(db_url: str, conn: Conn, reg: Re
 
     assert seen == [[("wf.member", "succeeded"), ("wf.fails", "failed")]]
     assert pgq.parents(conn, flow.job_ids[0]) == []
+
+
+def test_a_running_task_fans_out_a_whole_workflow(db_url: str, conn: Conn, reg: Registry) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+
+    @pgq.task(name="wf.delete_account", registry=reg)
+    def delete_account(user_id: int) -> None:
+        log.append(("delete_account", user_id))
+        with psycopg.connect(db_url) as own:  # the task's own transaction
+            pgq.group([t["member"].spec(n=i) for i in range(20)]).then(
+                t["callback"].spec(n=user_id)
+            ).enqueue(own)
+
+    delete_account.enqueue(conn, user_id=3)
+    run_burst(db_url, reg)
+
+    names = [name for name, _ in log]
+    assert names[0] == "delete_account" and names[-1] == "callback"
+    assert names.count("member") == 20 and log[-1] == ("callback", 3)
+
+
+def test_a_workflow_enqueues_through_sqlalchemy_and_async_psycopg(
+    db_url: str, sa_url: str, conn: Conn
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(sa_url)
+    with Session(engine) as session, session.begin():
+        flow = pgq.chain(pgq.JobSpec("wf.x"), pgq.JobSpec("wf.y")).enqueue(session)
+    engine.dispose()
+
+    async def enqueue_async() -> pgq.Workflow:
+        async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+            handle = await pgq.group([pgq.JobSpec("wf.x")]).then(pgq.JobSpec("wf.y")).enqueue(
+                aconn
+            )
+            await aconn.commit()
+            return handle  # type: ignore[no-any-return]
+
+    async_flow = asyncio.run(enqueue_async())
+
+    assert states(conn, flow.job_ids) == ["queued", "waiting"]
+    assert states(conn, async_flow.job_ids) == ["queued", "waiting"]
+    assert async_flow.id > flow.last_id
+
+
+def test_pruning_a_workflow_job_takes_its_edges_with_it(conn: Conn) -> None:
+    flow = pgq.chain(pgq.JobSpec("wf.x"), pgq.JobSpec("wf.y")).enqueue(conn)
+    plain = pgq.enqueue(conn, "wf.plain")
+    conn.execute(
+        "UPDATE pgq.jobs SET state = 'succeeded', finished_at = now() - interval '30 days'"
+    )
+
+    result = reaper.prune_once(conn)
+
+    assert result.deleted["succeeded"] == 3 and plain is not None
+    assert conn.execute("SELECT count(*) FROM pgq.job_dependencies").fetchone() == (0,)
