@@ -288,9 +288,7 @@ def test_a_workflow_enqueues_through_sqlalchemy_and_async_psycopg(
 
     async def enqueue_async() -> pgq.Workflow:
         async with await psycopg.AsyncConnection.connect(db_url) as aconn:
-            handle = await pgq.group([pgq.JobSpec("wf.x")]).then(pgq.JobSpec("wf.y")).enqueue(
-                aconn
-            )
+            handle = await pgq.group([pgq.JobSpec("wf.x")]).then(pgq.JobSpec("wf.y")).enqueue(aconn)
             await aconn.commit()
             return handle  # type: ignore[no-any-return]
 
@@ -307,6 +305,9 @@ def test_pruning_a_workflow_job_takes_its_edges_with_it(conn: Conn) -> None:
     conn.execute(
         "UPDATE pgq.jobs SET state = 'succeeded', finished_at = now() - interval '30 days'"
     )
+    assert conn.execute("SELECT parent_id, child_id FROM pgq.job_dependencies").fetchall() == [
+        tuple(flow.job_ids)
+    ]
 
     result = reaper.prune_once(conn)
 
