@@ -281,7 +281,7 @@ def restore_dependents(*, ids: list[int]) -> Statement:
 
 
 def select_parents(*, job_id: int) -> Statement:
-    """The parents of ``job_id``: ``(id, task, state, finished_at)`` rows, by id."""
+    """The parents of ``job_id``: ``(id, task, state, finished_at, result)`` rows, by id."""
     return Statement("job_parents_select", locals())
 
 

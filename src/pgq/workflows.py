@@ -56,20 +56,23 @@ class ParentJob:
     task: str
     state: str  # queued | waiting | running | succeeded | failed | cancelled
     finished_at: datetime | None
+    result: Any = None  # what its task returned (JSON), once it succeeded
 
 
 def parents(session: Any, job_id: int) -> Any:
     """The jobs ``job_id`` waits for in its workflow (a chain's previous step, a group's
     members for its callback), oldest first, as a list of [`ParentJob`][pgq.ParentJob]
-    (awaitable for async sessions). Empty for a job without parents.
+    with their states and results (awaitable for async sessions). Empty for a job without
+    parents.
 
-    ``session`` is anything [`pgq.enqueue`][pgq.enqueue.enqueue] takes. A callback added
-    with ``on_failure="run"`` uses it to see how its members ended::
+    ``session`` is anything [`pgq.enqueue`][pgq.enqueue.enqueue] takes; in a task,
+    ``ctx.transaction()`` is one. A dependent reads what its parents returned, and a
+    callback added with ``on_failure="run"`` how its members ended::
 
         @pgq.task(pass_context=True)
         def report(ctx):
-            with psycopg.connect(DATABASE_URL) as conn:
-                done = pgq.parents(conn, ctx.id)
+            done = pgq.parents(ctx.transaction(), ctx.id)
+            total = sum(p.result["rows"] for p in done if p.state == "succeeded")
             failed = [p.id for p in done if p.state != "succeeded"]
     """
     from pgq.enqueue import run_statement

@@ -258,21 +258,34 @@ def test_a_callback_reads_how_its_members_ended(db_url: str, conn: Conn, reg: Re
 def test_a_running_task_fans_out_a_whole_workflow(db_url: str, conn: Conn, reg: Registry) -> None:
     log: list[tuple[str, Any]] = []
     t = ledger_tasks(reg, log)
+    attempts: list[int] = []
 
-    @pgq.task(name="wf.delete_account", registry=reg)
-    def delete_account(user_id: int) -> None:
-        log.append(("delete_account", user_id))
-        with psycopg.connect(db_url) as own:  # the task's own transaction
-            pgq.group([t["member"].spec(n=i) for i in range(20)]).then(
-                t["callback"].spec(n=user_id)
-            ).enqueue(own)
+    fast = pgq.Backoff(base=0.01, jitter=0.0)
 
-    delete_account.enqueue(conn, user_id=3)
-    run_burst(db_url, reg)
+    @pgq.task(name="wf.delete_account", registry=reg, pass_context=True, backoff=fast)
+    def delete_account(ctx: pgq.JobContext, user_id: int) -> None:
+        attempts.append(ctx.attempt)
+        # The fan-out commits with this job's success; the first attempt raises after
+        # enqueueing it, so nothing of that attempt may remain.
+        pgq.group([t["member"].spec(n=i) for i in range(20)]).then(
+            t["callback"].spec(n=user_id)
+        ).enqueue(ctx.transaction())
+        if ctx.attempt == 1:
+            raise RuntimeError("crash after the fan-out")
 
+    delete_account.configure(max_attempts=2).enqueue(conn, user_id=3)
+    for _ in range(20):
+        run_burst(db_url, reg)
+        if log and log[-1][0] == "callback":
+            break
+
+    assert attempts[:2] == [1, 2]
     names = [name for name, _ in log]
-    assert names[0] == "delete_account" and names[-1] == "callback"
-    assert names.count("member") == 20 and log[-1] == ("callback", 3)
+    assert names.count("member") == 20 and names.count("callback") == 1
+    assert log[-1] == ("callback", 3)
+    assert conn.execute("SELECT count(*) FROM pgq.jobs WHERE task = 'wf.member'").fetchone() == (
+        20,
+    )
 
 
 def test_a_workflow_enqueues_through_sqlalchemy_and_async_psycopg(
@@ -313,3 +326,40 @@ def test_pruning_a_workflow_job_takes_its_edges_with_it(conn: Conn) -> None:
 
     assert result.deleted["succeeded"] == 3 and plain is not None
     assert conn.execute("SELECT count(*) FROM pgq.job_dependencies").fetchone() == (0,)
+
+
+def test_a_dependent_reads_its_parents_results(db_url: str, conn: Conn, reg: Registry) -> None:
+    seen: list[Any] = []
+
+    @pgq.task(name="wf.count", registry=reg)
+    def count(n: int) -> dict[str, int]:
+        return {"rows": n}
+
+    @pgq.task(name="wf.total", registry=reg, pass_context=True)
+    def total(ctx: pgq.JobContext) -> int:
+        parents = pgq.parents(ctx.transaction(), ctx.id)
+        seen.append([p.result for p in parents])
+        return sum(p.result["rows"] for p in parents)
+
+    flow = pgq.group([count.spec(n=n) for n in (1, 2, 3)]).then(total.spec()).enqueue(conn)
+
+    run_burst(db_url, reg)
+
+    assert seen == [[{"rows": 1}, {"rows": 2}, {"rows": 3}]]
+    assert pgq.result(conn, flow.last_id) == 6
+
+
+def test_a_wait_on_a_callback_hears_its_cancellation(db_url: str, conn: Conn, reg: Registry) -> None:
+    log: list[tuple[str, Any]] = []
+    t = ledger_tasks(reg, log)
+    flow = pgq.group([t["fails"].spec(n=1)]).then(t["callback"].spec(n=2)).enqueue(conn)
+    conn.execute("UPDATE pgq.jobs SET waited = true WHERE id = %s", (flow.last_id,))
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN pgq_finished")
+
+        run_burst(db_url, reg)
+
+        heard = [n.payload for n in listener.notifies(timeout=10, stop_after=1)]
+    assert str(flow.last_id) in heard
+    with pytest.raises(pgq.JobCancelled):
+        pgq.result(conn, flow.last_id)

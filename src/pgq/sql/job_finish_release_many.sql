@@ -83,7 +83,10 @@ WITH RECURSIVE held AS MATERIALIZED (
             'traceback', NULL, 'parent_id', x.cause_id))
     FROM (SELECT DISTINCT ON (id) * FROM doomed ORDER BY id, cause_id) AS x
     WHERE j.id = x.id AND j.state = 'waiting'
-    RETURNING j.id
+    RETURNING j.id, j.waited
+), waiters AS (
+    -- A pgq.wait on a cancelled dependent hears it at once (see job_finish_many.sql).
+    SELECT pg_notify('pgq_finished', id::text) FROM cancelled WHERE waited
 ), resolved AS (
     -- Every job that became final in this statement, and whether it satisfies an edge.
     SELECT id, state = 'succeeded' AS ok FROM ended
@@ -113,5 +116,5 @@ SELECT f.id,
        CASE WHEN f.waited AND f.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
             THEN f.state::text || pg_notify('pgq_finished', f.id::text)::text
             ELSE f.state::text END,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) + (SELECT count(*) FROM waiters) AS notified
 FROM finished AS f

@@ -37,7 +37,10 @@ WITH RECURSIVE ended AS (
             'traceback', NULL, 'parent_id', x.cause_id))
     FROM (SELECT DISTINCT ON (id) * FROM doomed ORDER BY id, cause_id) AS x
     WHERE j.id = x.id AND j.state = 'waiting'
-    RETURNING j.id
+    RETURNING j.id, j.waited
+), waiters AS (
+    -- A pgq.wait on a cancelled dependent hears it at once (see job_finish_many.sql).
+    SELECT pg_notify('pgq_finished', id::text) FROM cancelled WHERE waited
 ), resolved AS (
     -- Every job that became final in this statement, and whether it satisfies an edge.
     SELECT id, state = 'succeeded' AS ok FROM ended
@@ -65,4 +68,4 @@ WITH RECURSIVE ended AS (
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled,
        (SELECT count(*) FROM released WHERE state = 'queued') AS released,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) + (SELECT count(*) FROM waiters) AS notified
