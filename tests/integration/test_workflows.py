@@ -349,7 +349,9 @@ def test_a_dependent_reads_its_parents_results(db_url: str, conn: Conn, reg: Reg
     assert pgq.result(conn, flow.last_id) == 6
 
 
-def test_a_wait_on_a_callback_hears_its_cancellation(db_url: str, conn: Conn, reg: Registry) -> None:
+def test_a_wait_on_a_callback_hears_its_cancellation(
+    db_url: str, conn: Conn, reg: Registry
+) -> None:
     log: list[tuple[str, Any]] = []
     t = ledger_tasks(reg, log)
     flow = pgq.group([t["fails"].spec(n=1)]).then(t["callback"].spec(n=2)).enqueue(conn)
