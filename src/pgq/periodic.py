@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from pgq import options
-from pgq.args import encode_args
+from pgq.args import args_problem, encode_args
 from pgq.errors import PgqError, ScheduleError
 from pgq.registry import Task
 
@@ -304,6 +304,10 @@ def check_schedule(definition: Schedule) -> None:
         encode_args(definition.args)
     except PgqError as exc:
         raise ScheduleError(f"{label}: {exc}") from None
+    task = definition.task
+    problem = args_problem(task.func, definition.args, pass_context=task.pass_context)
+    if problem is not None:
+        raise ScheduleError(f"{label}: its args do not fit {task.name}: {problem}")
 
 
 def _check_when(definition: Schedule) -> None:

@@ -311,3 +311,32 @@ def _database_now(conn: psycopg.Connection[Any], now: datetime | None) -> dateti
     rows = store.fetch(conn, store.get_database_now(now=now))
     value: datetime = rows[0][0]
     return value
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """One row of the ``pgq.schedule_status`` view (``pgq schedules``)."""
+
+    name: str
+    task: str
+    queue: str
+    expression: str
+    timezone: str
+    active: bool
+    next_tick_at: datetime | None
+    last_tick_at: datetime | None
+    last_job_id: int | None
+    last_enqueued_at: datetime | None
+    last_outcome: str | None
+    last_outcome_at: datetime | None
+    last_success_at: datetime | None
+    last_skipped_at: datetime | None
+    skipped_ticks: int
+    grace_seconds: float
+    overdue: bool
+    overdue_since: datetime | None
+
+
+def schedule_status(conn: psycopg.Connection[Any]) -> list[ScheduleStatus]:
+    """Every schedule in the database, active ones first, from ``pgq.schedule_status``."""
+    return [ScheduleStatus(*row) for row in store.fetch(conn, store.select_schedule_status())]

@@ -5,6 +5,7 @@ rolling deploys, removal, and overdue reported once. Time moves by ``now``, neve
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,14 +14,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 import pgq
 from pgq import scheduler
+from pgq.cli import _register_commands, app
 from pgq.periodic import Schedule, ScheduleRegistry, schedule
 from pgq.registry import Registry
 from pgq.worker import Worker, WorkerConfig
 
 Conn = psycopg.Connection[Any]
+_register_commands()
 TASKS = Registry()
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -391,3 +395,26 @@ def test_a_worker_runs_its_schedules_and_reports_overdue_to_the_hooks(db_url: st
     overdue, exc = hooked[0]
     assert isinstance(exc, pgq.ScheduleOverdue) and exc.schedule == "stuck"
     assert overdue.name == "stuck" and worker_hooked == ["stuck"]
+
+
+# --- pgq schedules --------------------------------------------------------------------------
+
+
+def test_pgq_schedules_shows_each_schedule_with_its_outcome(sconn: Conn, db_url: str) -> None:
+    hourly, gone = define(), define("gone", cron="0 3 * * *")
+    scheduler.sync(sconn, [hourly, gone])
+    scheduler.sync(sconn, [hourly])  # "gone" left the code
+    created_at(sconn, "hourly", T0 - timedelta(minutes=30))
+    scheduler.run_once(sconn, [hourly], now=T0)
+    sconn.execute("UPDATE pgq.jobs SET state = 'failed', finished_at = now()")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["schedules", "--json", "--database-url", db_url])
+    assert shown.exit_code == 0, shown.output
+    rows = {r["name"]: r for r in json.loads(shown.stdout)}
+    assert rows["hourly"]["active"] and not rows["gone"]["active"]
+    assert rows["hourly"]["last_outcome"] == "failed"
+    assert rows["hourly"]["last_tick_at"] == T0.isoformat()
+    assert rows["hourly"]["expression"] == "0 * * * *"
+    table = runner.invoke(app, ["schedules", "--database-url", db_url])
+    assert table.exit_code == 0
+    assert "(inactive)" in table.stdout and "failed" in table.stdout, table.stdout

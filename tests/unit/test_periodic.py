@@ -27,6 +27,7 @@ def utc(*parts: int) -> datetime:
 
 def define(**settings: object) -> Schedule:
     settings.setdefault("task", build_report)
+    settings.setdefault("args", {"kind": "k"})
     name = str(settings.pop("name", "s"))
     return schedule(name, registry=ScheduleRegistry(), **settings)  # type: ignore[arg-type]
 
@@ -194,6 +195,8 @@ def test_the_definition_hash_changes_with_what_is_enqueued_and_when() -> None:
         ({"cron": "0 * * * *", "args": {"x": float("nan")}}, "NaN"),
         ({"cron": "0 * * * *", "queue": "bad queue"}, "queue"),
         ({"cron": "0 * * * *", "grace": -1}, "grace must be positive"),
+        ({"cron": "0 * * * *", "args": {"kind": "a", "extra": 1}}, "unexpected argument 'extra'"),
+        ({"cron": "0 * * * *", "args": {}}, "'kind'"),
     ],
 )
 def test_a_bad_definition_raises_a_schedule_error_naming_the_schedule(
@@ -227,7 +230,9 @@ def test_periodic_registers_the_task_under_its_name_and_returns_it() -> None:
 
 def test_a_name_defined_twice_differently_is_refused() -> None:
     registry = ScheduleRegistry()
-    schedule("s", task=build_report, cron="0 * * * *", registry=registry)
-    schedule("s", task=build_report, cron="0 * * * *", registry=registry)  # same: fine
+    schedule("s", task=build_report, cron="0 * * * *", args={"kind": "k"}, registry=registry)
+    schedule(
+        "s", task=build_report, cron="0 * * * *", args={"kind": "k"}, registry=registry
+    )  # same: fine
     with pytest.raises(pgq.ScheduleError, match="defined twice"):
-        schedule("s", task=build_report, cron="5 * * * *", registry=registry)
+        schedule("s", task=build_report, cron="5 * * * *", args={"kind": "k"}, registry=registry)

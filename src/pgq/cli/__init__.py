@@ -65,7 +65,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app` when imported; one module per area.
-    from pgq.cli import dashboard, flow, maintenance, ops, schema, worker, workflow  # noqa: F401
+    from pgq.cli import (  # noqa: F401
+        dashboard,
+        flow,
+        maintenance,
+        ops,
+        periodic,
+        schema,
+        worker,
+        workflow,
+    )
 
 
 def main() -> None:

@@ -55,8 +55,8 @@ STATS_COLUMNS = (
     *("queue", "ready", "scheduled", "waiting", "running", "failed"),
     *("ok (1h)", "oldest ready", "per min (5m)", "paused"),
 )
-_TEXT_COLUMNS = {"queue", "task", "state", "last error"}
-_TIME_COLUMNS = {"when"}
+_TEXT_COLUMNS = {"queue", "task", "state", "last error", "schedule", "expression", "last outcome"}
+_TIME_COLUMNS = {"when", "next tick", "last tick", "last success"}
 
 _JOB_ID = re.compile(r"[0-9]+")
 # markup off: job data (task names, error messages) must print as written, brackets and all.
