@@ -35,9 +35,12 @@ def migrated_url(pg_server: devdb.Server) -> Iterator[str]:
 
 @pytest.fixture
 def db_url(migrated_url: str) -> str:
-    """The migrated database with an empty jobs table."""
+    """The migrated database with no jobs and no registered workers."""
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies, pgq.workers "
+            "RESTART IDENTITY"
+        )
     return migrated_url
 
 

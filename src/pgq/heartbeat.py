@@ -7,6 +7,11 @@ claimed with a shorter lease than the heartbeat is sleeping for, ``Heartbeat.cla
 brings the next beat forward. (Sleeping for an interval chosen when the heartbeat went to
 sleep let a job claimed with a 3 s lease wait for the idle worker's 10 s beat; the reaper
 requeued it meanwhile and the same worker started a second attempt beside the first.)
+
+Given a ``presence`` (the worker's row in pgq.workers, pgq.worker_registry), the same
+statement marks the worker seen, and a beat comes at least every ``BEAT_INTERVAL_MAX``
+seconds, idle or not, so the registry can tell a live worker from a dead one within a
+fixed bound whatever the leases.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pgq import store
 from pgq.runner import ClaimedJob
@@ -24,6 +30,9 @@ log = logging.getLogger("pgq.worker")
 
 Execute = Callable[[store.Statement], Awaitable[list[store.Row]]]
 BEATS_PER_LEASE = 3
+# Seconds: the longest time between two beats, whatever the leases (a 300 s lease alone
+# would otherwise beat every 100 s). pgq.worker_registry's stale bound is three of these.
+BEAT_INTERVAL_MAX = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +55,12 @@ class Heartbeat:
         held: Callable[[], Sequence[Held]],
         on_result: Callable[[HeartbeatResult], None],
         default_lease: float,
+        presence: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        """``presence()``, when given, returns the worker's registry row at each beat (the
+        ``worker`` of ``store.extend_leases``); the heartbeat then beats even when idle."""
         self._execute = execute
+        self._presence = presence
         self._held = held
         self._on_result = on_result
         self._default_lease = default_lease
@@ -55,9 +68,10 @@ class Heartbeat:
         self._rescheduled = asyncio.Event()
 
     def interval(self) -> float:
-        """Seconds from one beat to the next: a third of the shortest lease held."""
+        """Seconds from one beat to the next: a third of the shortest lease held, at most
+        ``BEAT_INTERVAL_MAX``."""
         leases = [h.lease for h in self._held()] or [self._default_lease]
-        return min(leases) / BEATS_PER_LEASE
+        return min(min(leases) / BEATS_PER_LEASE, BEAT_INTERVAL_MAX)
 
     def claimed(self, lease: float) -> None:
         """Jobs were just claimed with ``lease`` seconds: beat before a third of it passes.
@@ -92,13 +106,15 @@ class Heartbeat:
 
     async def run_once(self) -> HeartbeatResult:
         held = list(self._held())
-        if not held:
+        worker = self._presence() if self._presence is not None else None
+        if not held and worker is None:
             return HeartbeatResult(0, [], [])
         rows = await self._execute(
             store.extend_leases(
                 ids=[h.job.id for h in held],
                 tokens=[h.job.lease_token for h in held],
                 leases=[h.lease for h in held],
+                worker=worker,
             )
         )
         alive = {row[0] for row in rows}

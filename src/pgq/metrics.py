@@ -6,7 +6,8 @@ Two sources feed one ``/metrics`` page:
   process does: jobs started, how each attempt ended, durations, queue lag, lease losses.
   Its labels are ``queue`` and ``task`` only, so the number of series stays bounded (never
   a job id or an argument).
-- ``QueueGauges`` reads the ready, scheduled and running jobs per queue from the
+- ``QueueGauges`` reads the ready, scheduled and running jobs per queue, the orphaned jobs
+  (queued where no live worker serves their task) and the registered workers from the
   database when Prometheus scrapes, on a short connection of its own with a connect and a
   statement timeout. These describe the whole database, so every worker reports the same
   values: aggregate them with ``max``, not ``sum``.
@@ -147,7 +148,8 @@ class WorkerMetrics(WorkerEvents):
 
 
 class QueueGauges(Collector):
-    """Ready, scheduled and running jobs per queue, read from the database at each scrape.
+    """Ready, scheduled and running jobs per queue, orphaned jobs per queue and task, and
+    the registered workers, read from the database at each scrape.
 
     Queues in ``queues`` are always reported (0 when they have no live job), so an alert on
     one never sees it vanish. When the database cannot be read within the timeouts, the
@@ -173,22 +175,28 @@ class QueueGauges(Collector):
         return _gauge_families()
 
     def collect(self) -> Iterable[Metric]:
-        ready, scheduled, running, oldest, paused, up = families = _gauge_families()
-        rows = self.read()
-        up.add_metric([], 0 if rows is None else 1)
-        if rows is not None:
-            counts = {queue: (0, 0, 0, None, False) for queue in self._queues}
-            counts.update({row[0]: row[1:] for row in rows})
-            for queue, (n_ready, n_scheduled, n_running, oldest_s, is_paused) in counts.items():
-                ready.add_metric([queue], n_ready)
-                scheduled.add_metric([queue], n_scheduled)
-                running.add_metric([queue], n_running)
-                oldest.add_metric([queue], oldest_s or 0.0)
-                paused.add_metric([queue], 1 if is_paused else 0)
+        families = _gauge_families()
+        ready, scheduled, running, oldest, paused, orphaned, alive, stale, up = families
+        readings = self.read()
+        up.add_metric([], 0 if readings is None else 1)
+        if readings is None:
+            return [up]
+        counts = {queue: (0, 0, 0, None, False) for queue in self._queues}
+        counts.update({row[0]: row[1:] for row in readings.queues})
+        for queue, (n_ready, n_scheduled, n_running, oldest_s, is_paused) in counts.items():
+            ready.add_metric([queue], n_ready)
+            scheduled.add_metric([queue], n_scheduled)
+            running.add_metric([queue], n_running)
+            oldest.add_metric([queue], oldest_s or 0.0)
+            paused.add_metric([queue], 1 if is_paused else 0)
+        for queue, task, queued, *_ in readings.orphaned:
+            orphaned.add_metric([queue, task], queued)
+        alive.add_metric([], readings.workers[0])
+        stale.add_metric([], readings.workers[1])
         return families
 
-    def read(self) -> list[store.Row] | None:
-        """The rows of ``sql/queue_counts_select.sql``, or None (logged) if unreadable."""
+    def read(self) -> Readings | None:
+        """What the gauges show, read in one transaction; None (logged) if unreadable."""
         # A scrape still stuck on the network must not pile up connections behind it.
         if not self._lock.acquire(timeout=self._connect_timeout + self._query_timeout):
             log.warning("metrics: an earlier scrape is still reading the database; skipped")
@@ -201,7 +209,7 @@ class QueueGauges(Collector):
         finally:
             self._lock.release()
 
-    def _fetch(self) -> list[store.Row]:
+    def _fetch(self) -> Readings:
         timeout_ms = max(1, int(self._query_timeout * 1000))
         with (
             connect(
@@ -213,7 +221,21 @@ class QueueGauges(Collector):
             conn.transaction(),
         ):
             store.fetch(conn, store.set_statement_timeout(milliseconds=timeout_ms))
-            return store.fetch(conn, store.select_queue_counts())
+            return Readings(
+                queues=store.fetch(conn, store.select_queue_counts()),
+                orphaned=store.fetch(conn, store.select_orphaned_jobs()),
+                workers=store.fetch(conn, store.select_worker_counts())[0],
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """One scrape's rows: ``sql/queue_counts_select.sql``, ``orphaned_jobs_select.sql`` and
+    ``worker_counts_select.sql`` (one row)."""
+
+    queues: list[store.Row]
+    orphaned: list[store.Row]
+    workers: store.Row
 
 
 def _gauge_families() -> list[GaugeMetricFamily]:
@@ -229,6 +251,18 @@ def _gauge_families() -> list[GaugeMetricFamily]:
             "Seconds the oldest ready job has waited past its run_at; 0 when none is ready.",
         ),
         gauge("pgq_queue_paused", "1 while the queue is paused (pgq pause), else 0."),
+        gauge(
+            "pgq_orphaned_jobs",
+            "Queued jobs no live worker serves (none claims from the queue with the task "
+            "registered); they wait until one starts.",
+            ("queue", "task"),
+        ),
+        gauge("pgq_workers_alive", "Registered workers seen within their stale bound.", ()),
+        gauge(
+            "pgq_workers_stale",
+            "Registered workers unseen past their bound, not yet removed by the reaper.",
+            (),
+        ),
         gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
     ]
 

@@ -4,6 +4,8 @@ A worker that dies (kill -9, OOM, a lost network) leaves its jobs ``running`` wi
 that nobody extends. The reaper finds them by database time and, in one fenced statement
 per batch, returns each to the queue with the default backoff or fails it when its
 attempts are used up. It needs no application code: everything it decides on is on the row.
+The same pass removes the worker's row from ``pgq.workers`` once it has gone unseen for
+longer than its bound (pgq.worker_registry).
 
 Every ``pgq work`` runs [`run`][pgq.reaper.run] in a thread, and ``pgq reap`` runs it alone.
 Only one process does the work at a time: each batch is a short transaction that first takes a
@@ -29,6 +31,7 @@ from psycopg.pq import TransactionStatus
 from pgq import db, store
 from pgq.errors import DatabaseUnavailableError, ValidationError
 from pgq.retry import DEFAULT_BACKOFF, Backoff
+from pgq.worker_registry import StaleWorker, remove_stale_workers
 
 log = logging.getLogger("pgq.reaper")
 
@@ -133,11 +136,13 @@ class ReapResult:
     """What one [`reap_once`][pgq.reaper.reap_once] call did.
 
     ``locked_out``: another process held the lock, and this pass did nothing.
+    ``workers``: the stale workers whose rows it removed from ``pgq.workers``.
     """
 
     jobs: list[ReapedJob] = field(default_factory=list)
     batches: int = 0
     locked_out: bool = False
+    workers: list[StaleWorker] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for job in self.jobs if job.state == state)
@@ -152,6 +157,7 @@ class ReapResult:
             "batches": self.batches,
             "locked_out": self.locked_out,
             "jobs": [_job_dict(job) for job in self.jobs],
+            "workers_removed": [worker.id for worker in self.workers],
         }
 
 
@@ -188,7 +194,8 @@ def reap_once(
     config: ReaperConfig | None = None,
     now: datetime | None = None,
 ) -> ReapResult:
-    """Take back every running job whose lease lapsed before ``now`` (default: database now).
+    """Take back every running job whose lease lapsed before ``now`` (default: database now),
+    and remove the workers unseen for longer than their bound before ``now``.
 
     Works in batches of ``config.batch_size``, each its own short transaction under the
     reaper's advisory lock, until a batch comes back short. If another process holds the
@@ -198,22 +205,28 @@ def reap_once(
     config = config or ReaperConfig()
     _check_idle(conn)
     jobs: list[ReapedJob] = []
+    workers: list[StaleWorker] = []
     batches = 0
     statement = _reap_statement(config, now)
     while True:
         with conn.transaction():
             if not _try_lock(conn, store.try_reap_lock(key=REAP_LOCK_KEY)):
                 log.debug("another process holds the reaper lock; skipping this pass")
-                return ReapResult(jobs, batches, locked_out=True)
+                return ReapResult(jobs, batches, locked_out=True, workers=workers)
+            if batches == 0:
+                workers = remove_stale_workers(conn, now)
             rows = store.fetch(conn, statement)
             _release_dependents(conn, rows)
         batches += 1
+        if batches == 1:
+            for worker in workers:
+                _log_removed(worker)
         reaped = [ReapedJob(*row) for row in rows]
         for job in reaped:
             _log_reaped(job)
         jobs.extend(reaped)
         if len(rows) < config.batch_size:
-            return ReapResult(jobs, batches)
+            return ReapResult(jobs, batches, workers=workers)
 
 
 def _release_dependents(conn: psycopg.Connection[Any], rows: list[store.Row]) -> None:
@@ -411,6 +424,16 @@ def _log_reaped(job: ReapedJob) -> None:
         )
     else:
         log.warning("%s; %s after %d/%d attempts", what, job.state, job.attempts, job.max_attempts)
+
+
+def _log_removed(worker: StaleWorker) -> None:
+    log.warning(
+        "worker %s (pid %d on %s) unseen since %s: removed from pgq.workers",
+        worker.id,
+        worker.pid,
+        worker.hostname,
+        worker.last_seen_at.isoformat(),
+    )
 
 
 def _job_dict(job: ReapedJob) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -337,11 +337,33 @@ def unlisten_finished() -> Statement:
     return Statement("finished_unlisten", {})
 
 
-def extend_leases(*, ids: list[int], tokens: list[int], leases: list[float]) -> Statement:
-    """Extend the leases of held jobs; returns ``(id, cancel_requested)`` for those still held."""
+# The parameters of the worker registry's upsert in ``extend_leases`` (pgq.worker_registry).
+WORKER_FIELDS = (
+    *("worker_id", "hostname", "pid", "version", "queues", "tasks"),
+    *("concurrency", "running", "stale_after"),
+)
+_NO_WORKER = dict.fromkeys(WORKER_FIELDS)
+
+
+def extend_leases(
+    *,
+    ids: list[int],
+    tokens: list[int],
+    leases: list[float],
+    worker: Mapping[str, Any] | None = None,
+) -> Statement:
+    """Extend the leases of held jobs; returns ``(id, cancel_requested)`` for those still held.
+
+    ``worker`` (the keys of ``WORKER_FIELDS``) also upserts that worker's row in pgq.workers
+    as seen now; None leaves pgq.workers alone."""
     return Statement(
         "job_extend_leases",
-        {"ids": number_array(ids), "tokens": number_array(tokens), "leases": number_array(leases)},
+        {
+            "ids": number_array(ids),
+            "tokens": number_array(tokens),
+            "leases": number_array(leases),
+            **(_NO_WORKER if worker is None else worker),
+        },
     )
 
 
@@ -558,3 +580,38 @@ def select_schedule_status() -> Statement:
 def get_database_now(*, now: Any = None) -> Statement:
     """``(now,)``: the database's clock, or ``now`` when given."""
     return Statement("database_now", locals())
+
+
+# --- the worker registry (pgq.worker_registry) -------------------------------------------------
+
+
+def delete_worker(*, worker_id: str) -> Statement:
+    """Remove a worker's row from pgq.workers (its clean exit)."""
+    return Statement("worker_delete", locals())
+
+
+def delete_stale_workers(*, now: Any = None) -> Statement:
+    """Remove the workers unseen for longer than their bound; returns ``(id, hostname, pid,
+    last_seen_at)`` of each."""
+    return Statement("worker_delete_stale", locals())
+
+
+def select_worker_status() -> Statement:
+    """The ``pgq.worker_status`` view: one row per registered worker."""
+    return Statement("worker_status_select", {})
+
+
+def select_orphaned_jobs() -> Statement:
+    """The ``pgq.orphaned_jobs`` view: queued jobs no live worker serves, per queue and task."""
+    return Statement("orphaned_jobs_select", {})
+
+
+def select_worker_counts() -> Statement:
+    """``(alive, stale)``: registered workers seen within their bound, and not."""
+    return Statement("worker_counts_select", {})
+
+
+def select_worker_serving(*, task: str, queue: str) -> Statement:
+    """``(served, queues, alive)``: whether a live worker serves ``task`` on ``queue``, the
+    queues live workers serve it on, and how many workers are alive."""
+    return Statement("worker_serving_select", locals())

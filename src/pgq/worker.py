@@ -56,7 +56,7 @@ from pgq.children import (
 from pgq.completer import Completer
 from pgq.db import ReconnectingConnection, describe_error, pgbouncer_mode, redact
 from pgq.enqueue import NOTIFY_INTERVAL_DEFAULT
-from pgq.errors import ArgsError
+from pgq.errors import ArgsError, PgqError
 from pgq.events import WorkerEvents
 from pgq.heartbeat import Heartbeat, HeartbeatResult, Held
 from pgq.jobtx import Database
@@ -76,6 +76,7 @@ from pgq.runner import (
     settle,
 )
 from pgq.threads import Done, Slots, ThreadPool
+from pgq.worker_registry import STALE_AFTER, Presence
 
 log = logging.getLogger("pgq.worker")
 
@@ -91,6 +92,7 @@ CLAIM_AHEAD_WAIT = 0.05  # seconds a claimed-ahead job may wait on average for a
 CLAIM_AHEAD_MAX = 400  # jobs
 LINGER = 2 * NOTIFY_INTERVAL_DEFAULT  # seconds: a notified worker claims again this soon
 DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
+REGISTRY_TIMEOUT = 5.0  # seconds for entering pgq.workers at start, and leaving it at exit
 
 
 @dataclass
@@ -244,8 +246,15 @@ class Worker:
             self.config.database_url, "writer", pgbouncer=self.pgbouncer
         )
         self._completer = Completer(self._write_db.execute, on_lost=self._outcome_lost)
+        presence = Presence.of(
+            self.config.worker_id, self.queues, self.registry, self.config.concurrency
+        )
         self._heartbeat = Heartbeat(
-            self._write_db.execute, self._held, self._on_heartbeat, self.config.lease
+            self._write_db.execute,
+            self._held,
+            self._on_heartbeat,
+            self.config.lease,
+            presence=lambda: presence.row(running=self._running_now()),
         )
         self._listener = (
             Listener(self.listen_url, set(self.queues), self._notified, self._pauses_changed)
@@ -254,6 +263,7 @@ class Worker:
         )
         if install_signal_handlers:
             self._install_signal_handlers()
+        await self._register()
         background = self._start_background()
         reaper_thread = self._start_reaper()
         scheduler_thread = self._start_scheduler()
@@ -665,7 +675,34 @@ class Worker:
 
     on_failure: Any = None  # worker-wide hook: on_failure(job, exc); set by the caller
 
-    # --- heartbeat --------------------------------------------------------------------------
+    # --- heartbeat and the worker registry ---------------------------------------------------
+
+    async def _register(self) -> None:
+        """Enter pgq.workers now (a first beat, with nothing held yet); if the database
+        cannot be reached, the heartbeats keep trying."""
+        try:
+            async with asyncio.timeout(REGISTRY_TIMEOUT):
+                await self._heartbeat.run_once()
+        except (psycopg.Error, PgqError, TimeoutError) as exc:
+            log.warning("registering in pgq.workers failed: %s", describe_error(exc))
+
+    async def _unregister(self) -> None:
+        # Bounded: with the database gone the writer would reconnect forever, and a clean
+        # exit must not wait for it.
+        try:
+            async with asyncio.timeout(REGISTRY_TIMEOUT):
+                statement = store.delete_worker(worker_id=self.config.worker_id)
+                await self._write_db.execute(statement)
+        except (psycopg.Error, PgqError, TimeoutError) as exc:
+            log.warning(
+                "could not remove this worker from pgq.workers (%s); the reaper removes it "
+                "once it is unseen for %gs",
+                describe_error(exc),
+                STALE_AFTER,
+            )
+
+    def _running_now(self) -> int:
+        return sum(1 for running in self._running.values() if not running.lost)
 
     def _held(self) -> list[Held]:
         running = [Held(r.job, r.lease) for r in self._running.values() if not r.lost]
@@ -820,6 +857,7 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await background[0]
         await asyncio.gather(*background[1:], return_exceptions=True)
+        await self._unregister()  # after the heartbeat ended: no beat brings the row back
         for db in (self._claim_db, self._write_db):
             await db.close()
         if self._listener is not None:

@@ -128,6 +128,7 @@ def test_stats_prints_the_view_as_json_and_as_a_table(db_url: str, conn: Conn) -
         "per_minute_last_5m",
         "paused",
         "waiting",
+        "orphaned",
     }
     assert table.code == 0
     assert "ready" in table.out and "mail" in table.out and "reports" in table.out
@@ -406,7 +407,12 @@ def test_enqueue_with_every_option(db_url: str, conn: Conn) -> None:
 
     assert run.code == 0, run.err
     job_id = run.json()["id"]
-    assert run.json() == {"id": job_id, "task": "shop.send_receipt", "queue": "mail"}
+    assert run.json() == {
+        "id": job_id,
+        "task": "shop.send_receipt",
+        "queue": "mail",
+        "served": False,  # no worker is registered (and stderr says so)
+    }
     row = conn.execute(
         "SELECT task, queue, args, priority, max_attempts, unique_key, state::text, "
         "run_at - created_at FROM pgq.jobs WHERE id = %s",

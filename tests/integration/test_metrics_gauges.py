@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from test_worker_registry import last_seen, register
 
 from pgq import limits, store
 from pgq.metrics import QueueGauges
@@ -113,3 +114,26 @@ def test_a_query_past_the_timeout_gives_up_and_says_so(
     assert any("statement timeout" in r.getMessage() for r in caplog.records)
     # The timeout was the transaction's own: the next scrape works.
     assert collect(QueueGauges(db_url))["pgq_database_up"] == {"": 1}
+
+
+def test_the_collector_reports_orphaned_jobs_and_registered_workers(
+    db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    register(conn, "w-live", queues=("mail",), tasks={"t": "mail"})
+    register(conn, "w-dead", queues=("default",), tasks={"t": "default"})
+    last_seen(conn, "w-dead", "1 hour")
+    for queue in ("mail", "default", "default"):
+        conn.execute(INSERT, (queue, "queued", datetime.now(), 0))
+
+    registry = CollectorRegistry()
+    registry.register(QueueGauges(db_url))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+
+    orphaned = {k[1]: v for k, v in samples.items() if k[0] == "pgq_orphaned_jobs"}
+    assert orphaned == {(("queue", "default"), ("task", "t")): 2}
+    assert samples[("pgq_workers_alive", ())] == 1
+    assert samples[("pgq_workers_stale", ())] == 1

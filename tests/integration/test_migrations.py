@@ -570,3 +570,40 @@ def test_downgrade_from_0008_restores_0007(empty_db_url: str, second_empty_db_ur
     with psycopg.connect(empty_db_url) as conn:
         conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0009: the worker registry ---------------------------------------------------------------
+
+
+def test_upgrade_from_0008_keeps_the_jobs_and_sees_them_orphaned(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0008")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state) SELECT 'q', 't' || i % 2, "
+            "(ARRAY['queued', 'running', 'succeeded'])[1 + i % 3]::pgq.job_state "
+            "FROM generate_series(1, 300) AS i"
+        )
+        before = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0009")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall() == before
+        assert conn.execute("SELECT count(*) FROM pgq.workers").fetchone() == (0,)
+        # No worker has registered yet: every queued job is orphaned.
+        orphans = conn.execute("SELECT queue, task, queued FROM pgq.orphaned_jobs").fetchall()
+        assert orphans == [("q", "t0", 50), ("q", "t1", 50)]
+
+
+def test_downgrade_from_0009_restores_0008(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0008")
+    migrate.upgrade(empty_db_url, "pgq_0009")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.workers (id, hostname, pid, version, queues, tasks, concurrency, "
+            "stale_after_seconds) VALUES ('w', 'h', 1, '0', '{q}', '{}', 1, 30)"
+        )
+
+    migrate.downgrade(empty_db_url, "pgq_0008")
+
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

@@ -402,6 +402,8 @@ def test_the_detector_sees_a_sequential_scan(big_db: Conn) -> None:
         "SELECT * FROM pgq.recent_failures LIMIT 50",
         "SELECT * FROM pgq.throughput WHERE queue = 'q1'",
         "SELECT sum(ready), max(oldest_ready_seconds) FROM pgq.queue_stats",
+        "SELECT * FROM pgq.worker_status",
+        "SELECT * FROM pgq.orphaned_jobs",
     ],
 )
 def test_no_view_scans_the_jobs_table(big_db: Conn, query: str) -> None:

@@ -68,6 +68,7 @@ def _register_commands() -> None:
     from pgq.cli import (  # noqa: F401
         dashboard,
         flow,
+        health,
         maintenance,
         ops,
         periodic,

@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from pgq import admin, options
+from pgq import admin, options, worker_registry
 from pgq.cli import DatabaseUrl, app, fail
 from pgq.db import connect, resolve_database_url
 from pgq.enqueue import enqueue as enqueue_job
@@ -53,7 +53,7 @@ TaskFilter = Annotated[
 EXIT_SOME_SKIPPED = 1
 STATS_COLUMNS = (
     *("queue", "ready", "scheduled", "waiting", "running", "failed"),
-    *("ok (1h)", "oldest ready", "per min (5m)", "paused"),
+    *("ok (1h)", "oldest ready", "per min (5m)", "orphaned", "paused"),
 )
 _TEXT_COLUMNS = {"queue", "task", "state", "last error", "schedule", "expression", "last outcome"}
 _TIME_COLUMNS = {"when", "next tick", "last tick", "last success"}
@@ -69,11 +69,16 @@ _console = Console(
 @app.command()
 def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Per queue: ready, scheduled, waiting (for workflow parents), running, failed,
-    succeeded in the last hour, lag, rate."""
+    succeeded in the last hour, lag, rate, and orphaned jobs (queued where no live worker
+    serves their task)."""
     with _database(database_url) as conn:
         rows = admin.queue_stats(conn)
+        orphans = worker_registry.orphaned_jobs(conn)
+    per_queue: dict[str, int] = {}
+    for orphan in orphans:
+        per_queue[orphan.queue] = per_queue.get(orphan.queue, 0) + orphan.queued
     if as_json:
-        _print_json([asdict(row) for row in rows])
+        _print_json([{**asdict(row), "orphaned": per_queue.get(row.queue, 0)} for row in rows])
         return
     table = _table(*STATS_COLUMNS)
     for r in rows:
@@ -84,9 +89,16 @@ def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
             str(r.succeeded_last_hour),
             oldest,
             f"{r.per_minute_last_5m:.1f}",
+            str(per_queue.get(r.queue, 0)),
             "paused" if r.paused else "",
         )
     _print_table(table, rows, "no queues with jobs")
+    for orphan in orphans:
+        _console.print(
+            f"orphaned: {_count(orphan.queued, 'job')} of task {orphan.task} on queue "
+            f"{orphan.queue}, oldest {_seconds(orphan.oldest_seconds)} old: no live worker "
+            "serves them (see pgq workers)"
+        )
 
 
 @app.command()
@@ -265,7 +277,8 @@ def enqueue(
     """Enqueue one job and commit.
 
     The CLI does not import your application, so a task's registered defaults (queue,
-    priority, max_attempts) do not apply here: pass them as options.
+    priority, max_attempts) do not apply here: pass them as options. It warns on stderr
+    (and still enqueues) when no live worker serves the task on that queue.
     """
     kwargs = _parse_args(args)
     queue_name = queue or options.QUEUE_DEFAULT
@@ -281,8 +294,11 @@ def enqueue(
             unique_key=unique_key,
         )
         conn.commit()
+        serving = worker_registry.serving(conn, task, queue_name)
+    if not serving.served:
+        _warn_unserved(task, queue_name, serving)
     if as_json:
-        _print_json({"id": job_id, "task": task, "queue": queue_name})
+        _print_json({"id": job_id, "task": task, "queue": queue_name, "served": serving.served})
     elif job_id is None:
         typer.echo(f"not enqueued: a queued or running job holds unique key {unique_key!r}")
     else:
@@ -304,6 +320,24 @@ def _cancel_workflows(conn: Any, ids: list[int]) -> admin.CancelResult:
         total.cancelled += result.cancelled
         total.cancel_requested += result.cancel_requested
     return total
+
+
+def _warn_unserved(task: str, queue: str, serving: worker_registry.Serving) -> None:
+    """Tell the person who just enqueued that no worker will pick the job up yet."""
+    if serving.queues:
+        hint = (
+            f"live workers run {task} on queue {', '.join(serving.queues)}: pass "
+            f"--queue {serving.queues[0]}, or start a worker for queue {queue}"
+        )
+    elif serving.alive:
+        hint = f"no live worker registers {task}: start one with --app on the module defining it"
+    else:
+        hint = "no worker is running: start `pgq work --app ...` for it"
+    typer.echo(
+        f"pgq: warning: no live worker serves task {task} on queue {queue}; the job waits "
+        f"until one does ({hint})",
+        err=True,
+    )
 
 
 @contextlib.contextmanager
