@@ -33,6 +33,7 @@ DEFAULT_SCENARIOS = (
     "workflows",
     "pgbouncer",  # skipped (with the reason) where the pgbouncer binary is missing
     "dashboard",  # skipped (with the reason) without the web extra
+    "process_pool",
 )
 # Run only when asked by name: the soak takes 20 minutes, the peers need their own venv.
 EXTRA_SCENARIOS = ("soak", "peers")

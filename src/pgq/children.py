@@ -34,6 +34,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -120,9 +121,11 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def mp_context() -> BaseContext:
-    ctx = multiprocessing.get_context(start_method())
-    if start_method() == "forkserver":
+def mp_context(method: str | None = None) -> BaseContext:
+    """The multiprocessing context children start from: ``method``, else ``start_method()``."""
+    method = method or start_method()
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
         # The fork server imports pgq once; a child then starts with a fork and its apps'
         # imports. Apps are not preloaded there: their import-time state (connections,
         # threads) must not be shared by every child forked from one copy.
@@ -155,6 +158,11 @@ class Child:
         self._job_id: int | None = None
         self._kill_at: float | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        # One selector for the child's life: waiting is then one epoll_wait per job, where
+        # multiprocessing.connection.wait builds a selector at every call.
+        self._selector = selectors.DefaultSelector()
+        for watched in (self._conn, self._proc.sentinel, self._wake_r):
+            self._selector.register(watched, selectors.EVENT_READ)
         self._await_ready()
 
     @property
@@ -210,6 +218,7 @@ class Child:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join()
+        self._selector.close()
         for end in (self._conn, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 end.close()
@@ -235,15 +244,15 @@ class Child:
     def _wait_for(self, job: ClaimedJob, timeout: float | None) -> ChildResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         timed_out = killed = False
-        watched = [self._conn, self._proc.sentinel, self._wake_r]
+        sentinel, pipe_open = self._proc.sentinel, True
         while True:
             kill_at = self._kill_at
             due = None if killed else kill_at if kill_at is not None else deadline
             left = None if due is None else max(0.0, due - time.monotonic())
-            ready = multiprocessing.connection.wait(watched, left)
+            ready = {key.fileobj for key, _ in self._selector.select(left)}
             if self._wake_r in ready:
                 self._wake_r.recv(64)
-            if self._conn in ready:
+            if pipe_open and self._conn in ready:
                 try:
                     data = self._conn.recv_bytes()
                 except (EOFError, OSError):
@@ -255,8 +264,9 @@ class Child:
                     if kill_at is not None:
                         self._proc.join(CHILD_TERM_WAIT)  # stopping anyway; the result stands
                     return ChildResult("done", message, pid=self.pid)
-                watched = [self._proc.sentinel, self._wake_r]
-            if self._proc.sentinel in ready:
+                self._selector.unregister(self._conn)
+                pipe_open = False
+            if sentinel in ready:
                 self._proc.join()
                 kind = "timeout" if timed_out else "stopped" if kill_at is not None else "died"
                 return ChildResult(kind, exitcode=self._proc.exitcode, pid=self.pid)
@@ -511,7 +521,7 @@ def _run_one(request: dict[str, Any], config: ChildConfig, stopping: Any) -> dic
     if task is None:
         message = f"task {job.task!r} is not registered in the child (apps {config.apps})"
         error = error_entry("TaskNotRegistered", message, None)
-        return {"kind": "retry", "delay": 0.0, "error": error, "raised": None, "rss": _rss()}
+        return {"kind": "retry", "delay": 0.0, "error": error, "raised": None, "rss": 0}
     ctx = JobContext(
         job,
         config.worker_id,
@@ -544,7 +554,7 @@ def _run_one(request: dict[str, Any], config: ChildConfig, stopping: Any) -> dic
         "error": outcome.error,
         "raised": _describe_raised(outcome.exception),
         "result": outcome.result,
-        "rss": _rss(),
+        "rss": _rss() if config.max_memory_mb is not None else 0,
     }
 
 

@@ -151,3 +151,14 @@ def test_quick_pgbouncer_compares_the_modes_in_one_run(pg_server: devdb.Server) 
     assert lines["claim_finish_direct"]["ratio"] == 1.0
     assert lines["idle_claim_direct"]["p50_vs_direct"] == 1.0
     assert all(line["per_s"] > 0 for line in lines.values())
+
+
+def test_quick_process_pool_compares_the_pools_in_one_run(pg_server: devdb.Server) -> None:
+    done = run_quick(pg_server, "process_pool")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = {line["variant"]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert {"drain_thread", "drain_process", "child_start_spawn"} <= set(lines), done.stdout
+    assert lines["drain_thread"]["ratio"] == 1.0
+    assert lines["drain_process"]["ratio"] > 0
+    assert all(line["per_s"] > 0 for line in lines.values())
+    assert all(line["rss_mib"] > 0 for v, line in lines.items() if v.startswith("child_"))
