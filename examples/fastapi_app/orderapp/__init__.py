@@ -1,0 +1,1 @@
+"""orderapp: orders placed over HTTP, each confirmed by a pgq job."""
