@@ -20,10 +20,11 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from tests.web_support import Reply, Seeded, request, seed_every_state, serve, wait_until
+from typer.testing import CliRunner
 
 import pgq
 import pgq.web
-from pgq import limits
+from pgq import cli, limits
 from pgq.errors import PgqError
 from pgq.web.auth import CSRF_COOKIE, CSRF_FIELD
 
@@ -120,11 +121,28 @@ def test_bad_input_gets_a_clear_page(read_only: str, path: str, status: int) -> 
     assert_clean_error(request("GET", read_only + path), status)
 
 
-def test_private_arguments_are_hidden(read_only: str, seeded: Seeded) -> None:
+def test_private_arguments_and_results_are_hidden(
+    read_only: str, conn: Conn, seeded: Seeded
+) -> None:
+    conn.execute('UPDATE pgq.jobs SET result = \'{"payslip": "SECRET-PAYSLIP"}\'')
     detail = request("GET", read_only + f"/jobs/{seeded.secret_job}")
     assert detail.status == 200
-    assert "SECRET-SALARY-42" not in detail.body
+    assert "SECRET-SALARY-42" not in detail.body and "SECRET-PAYSLIP" not in detail.body
     assert "Hidden: this task's arguments are private" in detail.body
+    assert "Hidden: this task's results are private" in detail.body
+    public = request("GET", read_only + f"/jobs/{seeded.succeeded}").body
+    assert 'id="result"' in public and "SECRET-PAYSLIP" in public  # other tasks: shown
+
+
+def test_pgq_dashboard_refuses_actions_without_credentials(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PGQ_DASHBOARD_TOKEN", "PGQ_DASHBOARD_USER", "PGQ_DASHBOARD_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    cli._register_commands()
+    result = CliRunner().invoke(cli.app, ["dashboard", "--database-url", db_url, "--allow-actions"])
+    assert result.exit_code == 2
+    assert "need authentication" in result.output and "PGQ_DASHBOARD_TOKEN" in result.output
 
 
 def test_read_only_refuses_every_post(read_only: str, conn: Conn, seeded: Seeded) -> None:

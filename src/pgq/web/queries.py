@@ -165,7 +165,7 @@ KNOWN_COLUMNS = frozenset(
         *("id", "queue", "task", "state", "priority", "attempts", "max_attempts", "run_at"),
         *("created_at", "started_at", "finished_at", "worker_id", "lease_token"),
         *("lease_expires_at", "cancel_requested", "unique_key", "args", "errors", "result"),
-        *("workflow_id", "parents_pending", "has_dependents"),
+        *("workflow_id", "parents_pending", "has_dependents", "waited"),
     }
 )
 
