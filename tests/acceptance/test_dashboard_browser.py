@@ -28,9 +28,12 @@ import pytest
 from tests.web_support import Seeded, add_job, request, seed_every_state, wait_until
 
 import pgq
-from pgq import limits
+from pgq import limits, scheduler
+from pgq.periodic import ScheduleRegistry
+from pgq.registry import Registry
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
@@ -47,6 +50,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 Conn = psycopg.Connection[Any]
+
+
+@pgq.task(registry=Registry(), queue="reports")
+def nightly_report() -> None:
+    """A task for the schedules page (never run here)."""
 
 
 @dataclass
@@ -160,12 +168,17 @@ def test_every_page_loads_in_the_browser(
         pgq.group([pgq.JobSpec("tests.web.thumb", {"n": n}, queue="flows") for n in (1, 2)]),
     ).enqueue(conn)
     limits.pause_queue(conn, "mail", reason="provider down")
+    conn.execute("TRUNCATE pgq.schedules")
+    nightly = pgq.schedule("nightly", task=nightly_report, cron="0 3 * * *",
+                           registry=ScheduleRegistry())  # fmt: skip
+    scheduler.sync(conn, [nightly])
     pages = {
         "overview": "/",
         "jobs": "/jobs",
         "jobs-failed": "/jobs?state=failed",
         "failures": "/failures",
         **{f"job-{state}": f"/jobs/{getattr(seeded, state)}" for state in states},
+        "schedules": "/schedules",
         "workflows": "/workflows",
         "workflow": f"/workflows/{flow.id}",
         "job-waiting": f"/jobs/{flow.job_ids[-1]}",
@@ -186,7 +199,7 @@ def test_from_a_failed_job_to_its_detail_and_retry_it(
 ) -> None:
     authorize(browser)
     browser.get(with_actions.base + "/jobs?state=failed")
-    browser.find_element(By.LINK_TEXT, str(seeded.failed)).click()
+    click(browser, f"//table[@id='jobs']//a[text()='{seeded.failed}']")  # the list refreshes
     wait_until(
         lambda: browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Job {seeded.failed}")
     )
@@ -228,28 +241,38 @@ def test_the_overview_refreshes_itself(browser: Any, read_only: Dashboard, conn:
     assert browser.execute_script("return window.pgqSameDocument") is True
 
 
+def click(browser: Any, xpath: str) -> None:
+    """Click the element at ``xpath``, again if a refresh swapped it out meanwhile."""
+
+    def clicked() -> bool:
+        try:
+            browser.find_element(By.XPATH, xpath).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_until(clicked)
+
+
 def test_pause_a_queue_from_the_overview_and_resume_it(
     browser: Any, with_actions: Dashboard, conn: Conn
 ) -> None:
     authorize(browser)
     browser.get(with_actions.base + "/")
-    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
-    row.find_element(By.NAME, "reason").send_keys("provider down")
+    mail_row = "//table[@id='queues']//tr[td/a[text()='mail']]"
+    browser.find_element(By.ID, "reason-mail").send_keys("provider down")
     # The overview refreshes itself while the reason is typed: what was typed stays.
     browser.execute_script("document.getElementById('live').dataset.before = 'refresh'")
     wait_until(
         lambda: browser.execute_script("return !document.getElementById('live').dataset.before")
     )
-    reason = browser.find_element(By.ID, "reason-mail")
-    assert reason.get_attribute("value") == "provider down"
-    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
-    row.find_element(By.CLASS_NAME, "pause").click()
-    wait_until(lambda: bool(browser.find_elements(By.ID, "notice")))
+    assert browser.find_element(By.ID, "reason-mail").get_attribute("value") == "provider down"
+    click(browser, mail_row + "//button[@class='pause']")
+    wait_until(lambda: "?notice=paused" in browser.current_url)
     assert [(q.queue, q.reason) for q in limits.paused_queues(conn)] == [
         ("mail", "provider down (by token, dashboard)")
     ]
     screenshot(browser, "overview-paused")
-    row = browser.find_element(By.XPATH, "//table[@id='queues']//tr[td/a[text()='mail']]")
-    row.find_element(By.CLASS_NAME, "resume").click()
-    wait_until(lambda: "resumed" in browser.find_element(By.ID, "notice").text)
+    click(browser, mail_row + "//button[@class='resume']")
+    wait_until(lambda: "?notice=resumed" in browser.current_url)
     assert limits.paused_queues(conn) == []

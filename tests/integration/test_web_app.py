@@ -24,11 +24,20 @@ from typer.testing import CliRunner
 
 import pgq
 import pgq.web
-from pgq import cli, limits
+from pgq import cli, limits, scheduler
 from pgq.errors import PgqError
+from pgq.periodic import ScheduleRegistry
+from pgq.registry import Registry
 from pgq.web.auth import CSRF_COOKIE, CSRF_FIELD
 
 Conn = psycopg.Connection[Any]
+
+
+@pgq.task(registry=Registry(), queue="reports")
+def hourly_report() -> None:
+    """A task for the schedules page (never run here)."""
+
+
 TOKEN = "test-token-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 CSRF_INPUT = re.compile(rf'name="{CSRF_FIELD}" value="([0-9a-f]+)"')
@@ -319,3 +328,15 @@ def test_workflow_pages_link_parents_children_and_the_tree(read_only: str, conn:
     assert_clean_error(request("GET", read_only + "/workflows/x"), 400)
     lookup = request("GET", read_only + f"/workflows?id={flow.id}")
     assert lookup.headers["location"] == f"/workflows/{flow.id}"
+
+
+def test_the_schedules_page_lists_each_schedule(read_only: str, conn: Conn) -> None:
+    conn.execute("TRUNCATE pgq.schedules")
+    assert "No schedule yet" in request("GET", read_only + "/schedules").body
+    hourly = pgq.schedule(
+        "hourly-report", task=hourly_report, cron="0 * * * *", registry=ScheduleRegistry()
+    )
+    scheduler.sync(conn, [hourly])
+    page = request("GET", read_only + "/schedules")
+    assert page.status == 200
+    assert "hourly-report" in page.body and "<code>0 * * * *</code>" in page.body

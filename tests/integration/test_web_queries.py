@@ -15,8 +15,10 @@ import pytest
 from tests.web_support import add_job, error, seed_every_state
 
 import pgq
-from pgq import devdb, limits, migrate
+from pgq import devdb, limits, migrate, scheduler
 from pgq.errors import OptionError, QueueNameError, TaskNameError
+from pgq.periodic import ScheduleRegistry, schedule
+from pgq.registry import Registry
 from pgq.web import queries
 
 Conn = psycopg.Connection[Any]
@@ -199,3 +201,30 @@ def test_a_workflow_lists_its_members_as_a_tree(conn: Conn) -> None:
     job = queries.get_job(conn, thumb1)
     assert job is not None and job.workflow_id == encode
     assert [p.id for p in job.parents] == [encode] and [c.id for c in job.children] == [notify]
+
+
+@pgq.task(registry=Registry(), queue="reports")
+def nightly_report(kind: str) -> None:
+    pass
+
+
+def test_schedules_show_their_ticks_last_job_and_overdue(conn: Conn) -> None:
+    conn.execute("TRUNCATE pgq.schedules")
+    every_minute = schedule(
+        "minutely", task=nightly_report, every=timedelta(minutes=1), args={"kind": "m"},
+        grace=timedelta(minutes=5), registry=ScheduleRegistry(),
+    )  # fmt: skip
+    scheduler.sync(conn, [every_minute])
+    conn.execute("UPDATE pgq.schedules SET active_since = now() - interval '1 hour'")
+    ticked = scheduler.run_once(conn, [every_minute])
+    (row,) = queries.schedules(conn)
+    assert (row.name, row.task, row.queue, row.active) == (
+        "minutely",
+        nightly_report.name,
+        "reports",
+        True,
+    )
+    assert row.last_job_id is not None and row.last_outcome == "queued"
+    assert row.next_tick_at is not None and row.next_tick_at > ticked.now - timedelta(minutes=1)
+    assert row.overdue  # active for an hour, never succeeded, grace 5 minutes
+    assert row.grace_seconds == 300

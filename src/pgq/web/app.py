@@ -171,6 +171,7 @@ class Dashboard:
             Route("/jobs/{job_id}", page(self.job), name="job"),
             Route("/failures", page(self.failures), name="failures"),
             Route("/runs/{run_id}", page(self.run), name="run"),
+            Route("/schedules", page(self.schedules), name="schedules"),
             Route("/workflows", page(self.workflows), name="workflows"),
             Route("/workflows/{workflow_id}", page(self.workflow), name="workflow"),
             Route("/jobs/{job_id}/retry", action(self.retry_job), methods=["POST"]),
@@ -326,6 +327,10 @@ class Dashboard:
         notice = QUEUE_NOTICES.get(request.query_params.get("notice") or "")
         return self.render(request, "overview.html", overview=overview, notice=notice,
                            page="overview")  # fmt: skip
+
+    async def schedules(self, request: Request) -> Response:
+        rows = await self.read(queries.schedules)
+        return self.render(request, "schedules.html", schedules=rows, page="schedules")
 
     async def workflows(self, request: Request) -> Response:
         lookup = request.query_params.get("id", "").strip()
