@@ -134,18 +134,19 @@ def _row_json(row: Row) -> str:
     # args are JSON text already (checked and encoded once); splice them in, not re-encode.
     queue, task, args, priority, run_at, delay, max_attempts, unique_key = row
     return (
-        f'{{"queue":{_text(queue)},"task":{_text(task)},"args":{args},'
+        f'{{"queue":{json_text(queue)},"task":{json_text(task)},"args":{args},'
         f'"priority":{priority},'
-        f'"run_at":{"null" if run_at is None else _text(run_at.isoformat())},'
+        f'"run_at":{"null" if run_at is None else json_text(run_at.isoformat())},'
         f'"delay":{delay!r},"max_attempts":{max_attempts},'
-        f'"unique_key":{"null" if unique_key is None else _text(unique_key)}}}'
+        f'"unique_key":{"null" if unique_key is None else json_text(unique_key)}}}'
     )
 
 
 _TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
-def _text(value: str) -> str:
+def json_text(value: str) -> str:
+    """``value`` as a JSON string literal (non-ASCII kept as is)."""
     return _TEXT_ENCODER.encode(value)
 
 

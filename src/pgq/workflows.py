@@ -15,7 +15,6 @@ parent finished, whatever their outcome.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ from pgq import store
 from pgq.admin import CancelResult, cancel_jobs, check_job_id
 from pgq.errors import OptionError
 from pgq.registry import JobSpec, TaskCall
-from pgq.rows import UNIQUE_KEY, Row, numbered_row
+from pgq.rows import UNIQUE_KEY, Row, checked_rows, json_text
 
 Step: TypeAlias = "JobSpec | Chain | Group"
 OnFailure = Literal["cancel", "run"]
@@ -150,7 +149,7 @@ def cancel_workflow(conn: psycopg.Connection[Any], job_id: int) -> CancelResult 
 
 @dataclass(frozen=True, slots=True)
 class _Node:
-    row: Row
+    spec: JobSpec
     parents: tuple[int, ...]
     always: bool
 
@@ -171,7 +170,8 @@ class _Buildable:
         nodes = _nodes(self)  # type: ignore[arg-type]
         if not nodes:
             raise OptionError("this workflow has no jobs: give the group or chain a task.spec()")
-        return run_statement(session, store.insert_workflow(jobs=_document(nodes)), _handle)
+        document = _document(nodes, _checked_rows(nodes))
+        return run_statement(session, store.insert_workflow(jobs=document), _handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +244,7 @@ def _add(step: Step, parents: tuple[int, ...], always: bool, nodes: list[_Node])
     """Append ``step``'s jobs to ``nodes``; return the positions of its last jobs (the ones
     a following step waits for)."""
     if isinstance(step, JobSpec):
-        nodes.append(_Node(_checked_row(step, len(nodes)), parents, always))
+        nodes.append(_Node(step, parents, always))
         return [len(nodes) - 1]
     if isinstance(step, Group):
         if not step.members:  # nothing to wait for: what follows waits for what came before
@@ -260,29 +260,33 @@ def _add(step: Step, parents: tuple[int, ...], always: bool, nodes: list[_Node])
     return current
 
 
-def _checked_row(spec: JobSpec, position: int) -> Row:
-    row = numbered_row(position, spec)
-    if row[UNIQUE_KEY] is not None:
-        raise OptionError(
-            f"jobs[{position}] ({spec.task}): a workflow's jobs cannot have a unique_key (a "
-            "waiting job would take its key only when released); leave it out"
-        )
-    return row
+def _checked_rows(nodes: Sequence[_Node]) -> list[Row]:
+    # enqueue_many's checks (each distinct option set once), the same errors, prefixed
+    # with the job's position in the workflow's order.
+    rows = checked_rows(node.spec for node in nodes)
+    for position, row in enumerate(rows):
+        if row[UNIQUE_KEY] is not None:
+            raise OptionError(
+                f"jobs[{position}] ({row[1]}): a workflow's jobs cannot have a unique_key (a "
+                "waiting job would take its key only when released); leave it out"
+            )
+    return rows
 
 
-def _document(nodes: Sequence[_Node]) -> str:
+def _document(nodes: Sequence[_Node], rows: Sequence[Row]) -> str:
+    """The JSON array workflow_insert.sql reads; args are JSON text already, spliced in."""
     has_children = {parent for node in nodes for parent in node.parents}
     items = []
-    for index, node in enumerate(nodes):
-        queue, task, args, priority, run_at, delay, max_attempts, _key = node.row
+    for index, (node, row) in enumerate(zip(nodes, rows, strict=True)):
+        queue, task, args, priority, run_at, delay, max_attempts, _key = row
+        parents = ",".join(str(p + 1) for p in node.parents)
         items.append(
-            f'{{"queue":{json.dumps(queue)},"task":{json.dumps(task)},"args":{args},'
+            f'{{"queue":{json_text(queue)},"task":{json_text(task)},"args":{args},'
             f'"priority":{priority},'
-            f'"run_at":{"null" if run_at is None else json.dumps(run_at.isoformat())},'
-            f'"delay":{delay!r},"max_attempts":{max_attempts},'
-            f'"parents":{json.dumps([p + 1 for p in node.parents])},'
-            f'"always":{json.dumps(node.always)},'
-            f'"dependents":{json.dumps(index in has_children)}}}'
+            f'"run_at":{"null" if run_at is None else json_text(run_at.isoformat())},'
+            f'"delay":{delay!r},"max_attempts":{max_attempts},"parents":[{parents}],'
+            f'"always":{"true" if node.always else "false"},'
+            f'"dependents":{"true" if index in has_children else "false"}}}'
         )
     return "[" + ",".join(items) + "]"
 
