@@ -26,6 +26,7 @@ DEFAULT_SCENARIOS = (
     "enqueue_many",
     "drain",
     "latency",
+    "wait",
     "backlog",
     "scale_out",
     "enqueue_concurrent",

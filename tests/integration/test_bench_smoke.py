@@ -76,6 +76,24 @@ def test_quick_latency_times_pgq_and_its_hand_loop_yardstick(pg_server: devdb.Se
     assert "target" not in hand and isinstance(line["met"], bool)
 
 
+def test_quick_wait_times_both_ways_a_waiter_hears_of_the_finish(
+    pg_server: devdb.Server,
+) -> None:
+    done = run_quick(pg_server, "wait")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["scenario"], line["variant"], line["n"]) for line in lines] == [
+        ("wait", "listen", 10),
+        ("wait", "poll", 10),
+    ], done.stdout
+    listen, poll = lines
+    assert 0 < listen["p50_ms"] <= listen["max_ms"] and 0 < poll["p50_ms"] <= poll["max_ms"]
+    # LISTEN: the read before the finish and the one the notification wakes, a few more
+    # at most (a notification of the warm-up's jobs); polling reads at each step.
+    assert 2 <= listen["reads_per_wait"] <= 3
+    assert poll["reads_per_wait"] >= 2
+
+
 def test_quick_enqueue_single_compares_pgq_with_its_floors(pg_server: devdb.Server) -> None:
     done = run_quick(pg_server, "enqueue_single")
     assert done.returncode == 0, done.stderr[-3000:]

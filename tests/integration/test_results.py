@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 import pgq
-from pgq import admin, results, store
+from pgq import admin, reaper, results, store
 from pgq.registry import Registry, Task
 from pgq.runner import ClaimedJob
 from pgq.worker import Worker, WorkerConfig, WorkerStats
@@ -323,6 +323,43 @@ def test_only_flagged_jobs_notify_when_they_finish(db_url: str, conn: Conn, reg:
         heard = [n.payload for n in listener.notifies(timeout=1.0)]
     assert heard == [str(waited)]
     assert row(conn, plain)["waited"] is None
+
+
+def test_waiting_on_workflow_steps_hears_a_success_and_a_cancel(
+    db_url: str, conn: Conn, reg: Registry, listen_only: None
+) -> None:
+    ok = pgq.task(lambda: "ok", name="results.step_ok", registry=reg)
+    then = pgq.task(lambda: "then", name="results.step_then", registry=reg)
+    boom = pgq.task(lambda: 1 / 0, name="results.step_boom", registry=reg, max_attempts=1)
+    good = pgq.chain(ok.spec(), then.spec()).enqueue(conn).job_ids
+    bad = pgq.chain(boom.spec(), then.spec()).enqueue(conn).job_ids
+    waits = [waiter(db_url, good[1]), waiter(db_url, bad[1])]  # both waiting for a parent
+    wait_until(lambda: flagged(conn, good[1]) and flagged(conn, bad[1]))
+
+    run_burst(db_url, reg)
+
+    assert waits[0].result() == "then"
+    with pytest.raises(pgq.JobCancelled):
+        waits[1].result()
+
+
+def test_the_reaper_failing_a_waited_job_wakes_the_waiter(
+    db_url: str, conn: Conn, listen_only: None
+) -> None:
+    job_id = pgq.enqueue(conn, "results.dies", max_attempts=1)
+    claim = store.claim_jobs(queues=["default"], tasks=["results.dies"], leases=[0.01],
+                             limit=1, worker_id="gone")  # fmt: skip
+    assert [r[0] for r in store.fetch(conn, claim)] == [job_id]
+    waiting = waiter(db_url, job_id)
+    wait_until(lambda: flagged(conn, job_id))
+
+    with psycopg.connect(db_url, autocommit=True) as reaper_conn:
+        reaped = reaper.reap_once(reaper_conn)
+
+    assert [j.id for j in reaped.jobs] == [job_id]
+    assert [j.state for j in reaped.jobs] == ["failed"]  # the notification left it intact
+    with pytest.raises(pgq.JobFailed, match="lease_expired"):
+        waiting.result()
 
 
 def test_wait_returns_at_once_for_a_finished_job_and_flags_nothing(conn: Conn, db_url: str) -> None:
