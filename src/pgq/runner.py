@@ -50,8 +50,19 @@ class ClaimedJob:
         return cls(*row)
 
 
+class _TransactionState:
+    """A job context's own transaction, once its task asked for one: ``committing`` is set
+    (and never unset) when the worker starts completing the job in it, ``completed_in``
+    once ``complete_in`` completed the job in the caller's transaction. Class defaults
+    outside the dataclass: a job that uses none of it pays no assignment at its start."""
+
+    tx: TaskTransaction | AsyncTaskTransaction | None = None
+    committing: bool = False
+    completed_in: bool = False
+
+
 @dataclass(eq=False)
-class JobContext:
+class JobContext(_TransactionState):
     """What a task can know about its job: pass ``pass_context=True`` to ``@pgq.task``.
 
     A long task should check [`should_stop`][pgq.JobContext.should_stop] now and then and
@@ -74,12 +85,6 @@ class JobContext:
     # Where ctx.transaction() connects (the worker's database); None outside a worker.
     database: Database | None = field(default=None, repr=False)
     is_async: bool = field(default=False, repr=False)
-    # The attempt's own transaction, once the task asked for it; committing is set (and
-    # never unset) when the worker starts completing the job in it.
-    tx: TaskTransaction | AsyncTaskTransaction | None = field(default=None, repr=False)
-    committing: bool = field(default=False, repr=False)
-    # complete_in() completed the job in the caller's own transaction.
-    completed_in: bool = field(default=False, repr=False)
 
     @property
     def id(self) -> int:
