@@ -32,6 +32,7 @@ QUERIES = (
     ("pgq.throughput", "SELECT * FROM pgq.throughput"),
     ("pgq.worker_status", "SELECT * FROM pgq.worker_status"),
     ("pgq.orphaned_jobs", "SELECT * FROM pgq.orphaned_jobs"),
+    ("pgq.health", "SELECT * FROM pgq.health"),
 )
 
 HEADER = """# The dashboard views on a big table

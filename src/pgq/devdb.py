@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -130,8 +130,13 @@ def _testcontainer() -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(port: int | None = None) -> Iterator[Server]:
+def throwaway_cluster(
+    port: int | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[Server]:
     """initdb + pg_ctl in a temporary directory; stopped and removed afterwards.
+
+    ``settings`` are server parameters (``{"max_prepared_transactions": "5"}``), given to
+    the server as ``-c name=value`` at start.
 
     PostgreSQL refuses to run as root, so as root the cluster runs as the ``postgres`` user.
     Raises RuntimeError, with the tool's own output, when the cluster cannot be started.
@@ -143,7 +148,10 @@ def throwaway_cluster(port: int | None = None) -> Iterator[Server]:
         (root / "sockets").mkdir()
         as_user = _run_as_postgres(root)
         _initdb(as_user, data)
-        _pg_ctl(as_user, data, "start", "-o", _server_options(root, port), "-l", root / "log")
+        options = _server_options(root, port) + "".join(
+            f" -c {name}={value}" for name, value in (settings or {}).items()
+        )
+        _pg_ctl(as_user, data, "start", "-o", options, "-l", root / "log")
         try:
             yield Server(
                 f"postgresql://postgres@127.0.0.1:{port}/postgres",

@@ -28,6 +28,7 @@ import psycopg
 
 from pgq import store
 from pgq.db import connect
+from pgq.doctor import Health, Thresholds, judge, read_health
 from pgq.errors import MissingExtraError, PgqError
 from pgq.events import WorkerEvents
 from pgq.runner import ClaimedJob
@@ -172,7 +173,7 @@ class QueueGauges(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Without describe(), registering would call collect() and query the database.
-        return _gauge_families()
+        return [*_gauge_families(), *_health_gauges(None)]
 
     def collect(self) -> Iterable[Metric]:
         families = _gauge_families()
@@ -193,7 +194,7 @@ class QueueGauges(Collector):
             orphaned.add_metric([queue, task], queued)
         alive.add_metric([], readings.workers[0])
         stale.add_metric([], readings.workers[1])
-        return families
+        return [*families, *_health_gauges(readings.health)]
 
     def read(self) -> Readings | None:
         """What the gauges show, read in one transaction; None (logged) if unreadable."""
@@ -225,17 +226,19 @@ class QueueGauges(Collector):
                 queues=store.fetch(conn, store.select_queue_counts()),
                 orphaned=store.fetch(conn, store.select_orphaned_jobs()),
                 workers=store.fetch(conn, store.select_worker_counts())[0],
+                health=read_health(conn),
             )
 
 
 @dataclass(frozen=True, slots=True)
 class Readings:
-    """One scrape's rows: ``sql/queue_counts_select.sql``, ``orphaned_jobs_select.sql`` and
-    ``worker_counts_select.sql`` (one row)."""
+    """One scrape's rows: ``sql/queue_counts_select.sql``, ``orphaned_jobs_select.sql``,
+    ``worker_counts_select.sql`` (one row) and the ``pgq.health`` row."""
 
     queues: list[store.Row]
     orphaned: list[store.Row]
     workers: store.Row
+    health: Health
 
 
 def _gauge_families() -> list[GaugeMetricFamily]:
@@ -265,6 +268,64 @@ def _gauge_families() -> list[GaugeMetricFamily]:
         ),
         gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
     ]
+
+
+def _health_gauges(health: Health | None) -> list[GaugeMetricFamily]:
+    """The ``pgq.health`` gauges (what ``pgq doctor`` judges), filled from ``health``."""
+    h = health
+    plain = {
+        "pgq_jobs_live_rows": ("Live rows in pgq.jobs (statistics).", "jobs_live_rows"),
+        "pgq_jobs_dead_rows": (
+            "Dead row versions in pgq.jobs, not yet removed by a vacuum (statistics).",
+            "jobs_dead_rows",
+        ),
+        "pgq_jobs_changed_since_analyze": (
+            "Rows of pgq.jobs changed since its last ANALYZE.",
+            "jobs_changed_since_analyze",
+        ),
+        "pgq_jobs_vacuum_age_seconds": (
+            "Seconds since pgq.jobs was last vacuumed (absent: never).",
+            "vacuum_seconds_ago",
+        ),
+        "pgq_jobs_analyze_age_seconds": (
+            "Seconds since pgq.jobs was last analyzed (absent: never).",
+            "analyze_seconds_ago",
+        ),
+        "pgq_claim_index_bytes": ("Size of jobs_claim_idx in bytes.", "claim_index_bytes"),
+    }
+    families = []
+    for name, (doc, column) in plain.items():
+        family = GaugeMetricFamily(name, doc)
+        value = getattr(h, column) if h is not None else None
+        if value is not None:
+            family.add_metric([], value)
+        families.append(family)
+    seconds = GaugeMetricFamily(
+        "pgq_xmin_holder_seconds",
+        "Age of the oldest transaction (holder=transaction) and prepared transaction "
+        "(holder=prepared) holding back the xmin horizon; 0 when none.",
+        labels=["holder"],
+    )
+    xids = GaugeMetricFamily(
+        "pgq_xmin_holder_age_xids",
+        "Transactions since the xmin held by the oldest transaction, replication slot "
+        "(holder=slot) and prepared transaction; 0 when none.",
+        labels=["holder"],
+    )
+    action = GaugeMetricFamily(
+        "pgq_health_action",
+        "1 when pgq doctor's check (default thresholds) needs action, else 0.",
+        labels=["check"],
+    )
+    if h is not None:
+        seconds.add_metric(["transaction"], h.oldest_xact_seconds or 0.0)
+        seconds.add_metric(["prepared"], h.oldest_prepared_seconds or 0.0)
+        xids.add_metric(["transaction"], h.oldest_xact_xmin_age or 0)
+        xids.add_metric(["slot"], h.oldest_slot_xmin_age or 0)
+        xids.add_metric(["prepared"], h.oldest_prepared_xmin_age or 0)
+        for finding in judge(h, Thresholds()):
+            action.add_metric([finding.check], 1 if finding.status == "action" else 0)
+    return [*families, seconds, xids, action]
 
 
 @dataclass(eq=False)

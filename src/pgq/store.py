@@ -615,3 +615,12 @@ def select_worker_serving(*, task: str, queue: str) -> Statement:
     """``(served, queues, alive)``: whether a live worker serves ``task`` on ``queue``, the
     queues live workers serve it on, and how many workers are alive."""
     return Statement("worker_serving_select", locals())
+
+
+# --- queue health (pgq.doctor) ------------------------------------------------------------------
+
+
+def select_health() -> Statement:
+    """The one row of the ``pgq.health`` view, and the seconds since the last vacuum and
+    analyze; see ``sql/health_select.sql`` for the columns."""
+    return Statement("health_select", {})

@@ -479,6 +479,8 @@ EVERY_COMMAND = [
     ["retry", "--failed"],
     ["cancel", "1"],
     ["enqueue", "t.x"],
+    ["workers"],
+    ["doctor"],
 ]
 
 

@@ -607,3 +607,33 @@ def test_downgrade_from_0009_restores_0008(empty_db_url: str, second_empty_db_ur
     migrate.downgrade(empty_db_url, "pgq_0008")
 
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0010: queue health ------------------------------------------------------------------------
+
+
+def test_upgrade_from_0009_adds_the_health_view_over_existing_jobs(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0009")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state) SELECT 'q', 't', "
+            "(ARRAY['queued', 'running', 'succeeded'])[1 + i % 3]::pgq.job_state "
+            "FROM generate_series(1, 300) AS i"
+        )
+        before = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0010")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall() == before
+        row = conn.execute("SELECT queued_rows, claim_index_bytes > 0 FROM pgq.health").fetchall()
+        assert row == [(100, True)]
+
+
+def test_downgrade_from_0010_restores_0009(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0009")
+    migrate.upgrade(empty_db_url, "pgq_0010")
+
+    migrate.downgrade(empty_db_url, "pgq_0009")
+
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

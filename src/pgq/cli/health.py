@@ -1,12 +1,15 @@
-"""`pgq workers`: the worker registry, for people (a table) and scripts (``--json``)."""
+"""`pgq workers` (the worker registry) and `pgq doctor` (queue health), for people (a table)
+and scripts (``--json``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
+from pgq import doctor as health_checks
 from pgq import worker_registry
 from pgq.cli import DatabaseUrl, app
 from pgq.cli.ops import AsJson, _console, _database, _print_json, _seconds, _when
@@ -16,6 +19,7 @@ WORKERS_COLUMNS = (
     *("concurrency", "running", "started", "last seen", "alive"),
 )
 _TEXT = {"worker", "host", "queues", "started", "last seen", "alive"}
+EXIT_NEEDS_ACTION = 1
 
 
 @app.command()
@@ -56,6 +60,32 @@ def workers(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
                 f"(oldest {_seconds(o.oldest_seconds)}): no live worker serves them"
             )
         )
+
+
+@app.command()
+def doctor(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
+    """Check what ages the queue: dead rows in pgq.jobs, autovacuum and statistics, the
+    oldest transaction, replication slot and prepared transaction holding back vacuum,
+    and the claim index's size against the queued jobs. Each finding says what to do.
+
+    Exits 1 when a finding needs action, 0 otherwise (warnings included).
+    """
+    with _database(database_url) as conn:
+        report = health_checks.check_health(conn)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("check", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("finding", overflow="fold", ratio=3)
+        table.add_column("what to do", overflow="fold", ratio=3)
+        for f in report.findings:
+            status = f.status.upper() if f.status != "ok" else "ok"
+            table.add_row(f.check, status, Text(f.summary), Text(f.advice or ""))
+        _console.print(table)
+    if report.needs_action:
+        raise typer.Exit(EXIT_NEEDS_ACTION)
 
 
 def _table(columns: tuple[str, ...]) -> Table:
