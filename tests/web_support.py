@@ -179,3 +179,23 @@ def seed_every_state(conn: Conn) -> Seeded:
             errors=[error(3, "bank down")],
         ),
     )
+
+
+def add_worker(
+    conn: Conn,
+    worker_id: str,
+    *,
+    queues: tuple[str, ...] = ("mail",),
+    tasks: tuple[str, ...] = ("tests.web.send",),
+    seen_ago: float = 1.0,
+) -> None:
+    """A row of pgq.workers as a running worker's heartbeat leaves it."""
+    conn.execute(
+        """
+        INSERT INTO pgq.workers (id, hostname, pid, version, queues, tasks, concurrency,
+                                 last_seen_at, running, stale_after_seconds)
+        VALUES (%s, 'host-1', 4242, '0.1.0', %s, %s, 10,
+                now() - make_interval(secs => %s), 1, 30)
+        """,
+        (worker_id, list(queues), json.dumps(dict.fromkeys(tasks, queues[0])), seen_ago),
+    )

@@ -46,6 +46,7 @@ PAGES = {
     "job": "/jobs/500096",
     "failures": "/failures",
     "failures_q3": "/failures?queue=q3",
+    "workers": "/workers",
     "schedules": "/schedules",
     "workflows": "/workflows",
     "workflow": "/workflows/{workflow}",  # one of the WORKFLOWS below, half done

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.web_support import Seeded, add_job, request, seed_every_state, wait_until
+from tests.web_support import Seeded, add_job, add_worker, request, seed_every_state, wait_until
 
 import pgq
 from pgq import limits, scheduler
@@ -168,7 +168,8 @@ def test_every_page_loads_in_the_browser(
         pgq.group([pgq.JobSpec("tests.web.thumb", {"n": n}, queue="flows") for n in (1, 2)]),
     ).enqueue(conn)
     limits.pause_queue(conn, "mail", reason="provider down")
-    conn.execute("TRUNCATE pgq.schedules")
+    conn.execute("TRUNCATE pgq.schedules, pgq.workers")
+    add_worker(conn, "worker-1")  # holds the running job
     nightly = pgq.schedule("nightly", task=nightly_report, cron="0 3 * * *",
                            registry=ScheduleRegistry())  # fmt: skip
     scheduler.sync(conn, [nightly])
@@ -178,6 +179,7 @@ def test_every_page_loads_in_the_browser(
         "jobs-failed": "/jobs?state=failed",
         "failures": "/failures",
         **{f"job-{state}": f"/jobs/{getattr(seeded, state)}" for state in states},
+        "workers": "/workers",
         "schedules": "/schedules",
         "workflows": "/workflows",
         "workflow": f"/workflows/{flow.id}",

@@ -19,7 +19,15 @@ import psycopg
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from tests.web_support import Reply, Seeded, request, seed_every_state, serve, wait_until
+from tests.web_support import (
+    Reply,
+    Seeded,
+    add_worker,
+    request,
+    seed_every_state,
+    serve,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 import pgq
@@ -340,3 +348,18 @@ def test_the_schedules_page_lists_each_schedule(read_only: str, conn: Conn) -> N
     page = request("GET", read_only + "/schedules")
     assert page.status == 200
     assert "hourly-report" in page.body and "<code>0 * * * *</code>" in page.body
+
+
+def test_the_workers_page_shows_each_worker_and_what_it_runs(
+    read_only: str, conn: Conn, seeded: Seeded
+) -> None:
+    conn.execute("TRUNCATE pgq.workers")
+    assert "No worker is registered" in request("GET", read_only + "/workers").body
+    add_worker(conn, "worker-1")
+    page = request("GET", read_only + "/workers")
+    assert page.status == 200
+    assert 'id="worker-worker-1"' in page.body and "alive" in page.body
+    assert f'href="/jobs/{seeded.running}"' in page.body
+    assert 'id="orphaned"' in page.body  # the default queue has no worker
+    job = request("GET", read_only + f"/jobs/{seeded.running}").body
+    assert 'href="/workers#worker-worker-1"' in job

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.web_support import add_job, error, seed_every_state
+from tests.web_support import add_job, add_worker, error, seed_every_state
 
 import pgq
 from pgq import devdb, limits, migrate, scheduler
@@ -228,3 +228,17 @@ def test_schedules_show_their_ticks_last_job_and_overdue(conn: Conn) -> None:
     assert row.next_tick_at is not None and row.next_tick_at > ticked.now - timedelta(minutes=1)
     assert row.overdue  # active for an hour, never succeeded, grace 5 minutes
     assert row.grace_seconds == 300
+
+
+def test_workers_with_their_running_jobs_and_orphaned_queued_jobs(conn: Conn) -> None:
+    conn.execute("TRUNCATE pgq.workers")
+    seeded = seed_every_state(conn)  # its running job is held by worker-1
+    add_worker(conn, "worker-1")
+    add_worker(conn, "worker-gone", seen_ago=120)
+    page = queries.workers(conn)
+    assert [(w.id, w.alive) for w in page.workers] == [("worker-1", True), ("worker-gone", False)]
+    assert [j.id for j in page.running["worker-1"]] == [seeded.running]
+    assert page.running["worker-gone"] == [] and page.unregistered == []
+    orphaned = {(o.queue, o.task): o.queued for o in page.orphaned}
+    assert orphaned[("default", "tests.web.task")] == 2  # no worker serves default
+    assert ("mail", "tests.web.task") in orphaned  # worker-1 serves mail, not this task

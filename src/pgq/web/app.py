@@ -172,6 +172,7 @@ class Dashboard:
             Route("/failures", page(self.failures), name="failures"),
             Route("/runs/{run_id}", page(self.run), name="run"),
             Route("/schedules", page(self.schedules), name="schedules"),
+            Route("/workers", page(self.workers), name="workers"),
             Route("/workflows", page(self.workflows), name="workflows"),
             Route("/workflows/{workflow_id}", page(self.workflow), name="workflow"),
             Route("/jobs/{job_id}/retry", action(self.retry_job), methods=["POST"]),
@@ -327,6 +328,10 @@ class Dashboard:
         notice = QUEUE_NOTICES.get(request.query_params.get("notice") or "")
         return self.render(request, "overview.html", overview=overview, notice=notice,
                            page="overview")  # fmt: skip
+
+    async def workers(self, request: Request) -> Response:
+        found = await self.read(queries.workers)
+        return self.render(request, "workers.html", workers=found, page="workers")
 
     async def schedules(self, request: Request) -> Response:
         rows = await self.read(queries.schedules)

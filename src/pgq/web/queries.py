@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from pgq import admin, options, store
+from pgq import admin, options, store, worker_registry
 from pgq.errors import ValidationError
 from pgq.web import store as web_store
 
@@ -32,6 +32,7 @@ FAILURE_GROUPS_LIMIT = 200
 WORKFLOWS_LIMIT = 100
 WORKFLOW_MEMBERS_LIMIT = 1000  # a workflow page lists at most this many jobs
 RELATIVES_LIMIT = 100  # parents, and children, listed on a job's page
+RUNNING_LIMIT = 1000  # running jobs listed on the workers page
 # The charts: the last hour by minute, the last day by hour.
 HOUR_CHART = (60, 60)  # bucket width in seconds, buckets
 DAY_CHART = (3600, 24)
@@ -445,6 +446,54 @@ class ScheduleRow:
 def schedules(conn: Connection) -> list[ScheduleRow]:
     """Every schedule, active ones first, by name (one row per schedule: no job scan)."""
     return [ScheduleRow(*row) for row in store.fetch(conn, store.select_schedule_status())]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job running now, with how long it has run and how long its lease has left."""
+
+    id: int
+    queue: str
+    task: str
+    worker_id: str | None
+    attempt: int
+    started_at: datetime | None
+    running_seconds: float | None
+    lease_left_seconds: float | None
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersPage:
+    """Every registered worker with the jobs it runs, the running jobs of no registered
+    worker, and the queued jobs no live worker serves."""
+
+    workers: list[worker_registry.WorkerStatus]
+    running: dict[str, list[RunningJob]]
+    unregistered: list[RunningJob]
+    orphaned: list[worker_registry.OrphanedJobs]
+    truncated: bool
+
+
+def workers(conn: Connection) -> WorkersPage:
+    """The workers page: the registry (``pgq.worker_status``), the running jobs
+    (``pgq.running_jobs``) by worker, and ``pgq.orphaned_jobs``."""
+    registered = worker_registry.list_workers(conn)
+    rows = store.fetch(conn, web_store.select_running(limit=RUNNING_LIMIT + 1))
+    running: dict[str, list[RunningJob]] = {w.id: [] for w in registered}
+    unregistered = []
+    for job in (RunningJob(*row) for row in rows[:RUNNING_LIMIT]):
+        if job.worker_id in running:
+            running[job.worker_id].append(job)
+        else:
+            unregistered.append(job)
+    return WorkersPage(
+        workers=registered,
+        running=running,
+        unregistered=unregistered,
+        orphaned=worker_registry.orphaned_jobs(conn),
+        truncated=len(rows) > RUNNING_LIMIT,
+    )
 
 
 def _job_error(error: Any) -> JobError:

@@ -77,3 +77,9 @@ def select_job_relatives(*, job_id: int, limit: int) -> Statement:
     """``(relation, id, task, state)`` of a job's parents (relation 'parent') and children
     ('child')."""
     return Statement("dashboard_job_relatives", locals())
+
+
+def select_running(*, limit: int) -> Statement:
+    """``(id, queue, task, worker_id, attempt, started_at, running_seconds,
+    lease_left_seconds, cancel_requested)`` of the running jobs, longest running first."""
+    return Statement("dashboard_running_select", locals())
