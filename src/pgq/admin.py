@@ -81,6 +81,8 @@ class Job:
     args: dict[str, Any]
     errors: list[dict[str, Any]]
     result: Any = None  # what the task returned, once succeeded (JSON)
+    workflow_id: int | None = None  # its workflow (pgq workflow ID); None for a plain job
+    parents_pending: int | None = None  # while waiting: parents it still waits for
 
 
 @dataclass(frozen=True, slots=True)

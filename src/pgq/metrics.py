@@ -149,7 +149,7 @@ class WorkerMetrics(WorkerEvents):
 
 
 class QueueGauges(Collector):
-    """Ready, scheduled and running jobs per queue, orphaned jobs per queue and task, and
+    """Ready, scheduled, running and waiting jobs per queue, orphaned jobs per queue and task, and
     the registered workers, read from the database at each scrape.
 
     Queues in ``queues`` are always reported (0 when they have no live job), so an alert on
@@ -177,19 +177,27 @@ class QueueGauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = _gauge_families()
-        ready, scheduled, running, oldest, paused, orphaned, alive, stale, up = families
+        ready, scheduled, running, oldest, paused, orphaned, alive, stale, up, waiting = families
         readings = self.read()
         up.add_metric([], 0 if readings is None else 1)
         if readings is None:
             return [up]
-        counts = {queue: (0, 0, 0, None, False) for queue in self._queues}
+        counts = {queue: (0, 0, 0, None, False, 0) for queue in self._queues}
         counts.update({row[0]: row[1:] for row in readings.queues})
-        for queue, (n_ready, n_scheduled, n_running, oldest_s, is_paused) in counts.items():
+        for queue, (
+            n_ready,
+            n_scheduled,
+            n_running,
+            oldest_s,
+            is_paused,
+            n_waiting,
+        ) in counts.items():
             ready.add_metric([queue], n_ready)
             scheduled.add_metric([queue], n_scheduled)
             running.add_metric([queue], n_running)
             oldest.add_metric([queue], oldest_s or 0.0)
             paused.add_metric([queue], 1 if is_paused else 0)
+            waiting.add_metric([queue], n_waiting)
         for queue, task, queued, *_ in readings.orphaned:
             orphaned.add_metric([queue, task], queued)
         alive.add_metric([], readings.workers[0])
@@ -267,6 +275,10 @@ def _gauge_families() -> list[GaugeMetricFamily]:
             (),
         ),
         gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
+        gauge(
+            "pgq_queue_waiting_jobs",
+            "Workflow jobs waiting for their parents (never claimed until released).",
+        ),
     ]
 
 

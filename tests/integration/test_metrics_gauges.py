@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from test_worker_registry import last_seen, register
 
+import pgq
 from pgq import limits, store
 from pgq.metrics import QueueGauges
 
@@ -62,7 +63,7 @@ def test_the_statement_counts_live_jobs_per_queue_in_database_time(
 ) -> None:
     rows = store.fetch(arranged, store.select_queue_counts(now=t0 + timedelta(seconds=10)))
 
-    assert rows == [("default", 2, 1, 0, 110.0, False), ("mail", 1, 0, 2, 10.0, False)]
+    assert rows == [("default", 2, 1, 0, 110.0, False, 0), ("mail", 1, 0, 2, 10.0, False, 0)]
 
 
 def test_a_job_becomes_ready_when_injected_time_reaches_its_run_at(
@@ -85,6 +86,16 @@ def test_the_collector_reports_every_queue_with_live_jobs_and_the_worked_ones(
     assert oldest["default"] >= 100 and oldest["mail"] >= 0 and oldest["idle"] == 0
     assert found["pgq_database_up"] == {"": 1}
     assert found["pgq_queue_paused"] == {"default": 0, "mail": 0, "idle": 0}
+    assert found["pgq_queue_waiting_jobs"] == {"default": 0, "mail": 0, "idle": 0}
+
+
+def test_waiting_workflow_jobs_have_their_gauge(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    pgq.chain(pgq.JobSpec("t.a", queue="mail"), pgq.JobSpec("t.b", queue="mail")).enqueue(conn)
+
+    found = collect(QueueGauges(db_url))
+
+    assert found["pgq_queue_waiting_jobs"] == {"mail": 1}
+    assert found["pgq_queue_ready_jobs"] == {"mail": 1}
 
 
 def test_a_paused_queue_is_reported_even_without_jobs(

@@ -231,3 +231,19 @@ def test_a_dependent_of_a_still_running_member_stays_cancelled_on_retry(conn: Co
     # callback is not restored while that member runs (docs/workflows.md, "Failure").
     admin.retry_jobs(conn, [failed])
     assert states(conn, flow.job_ids) == ["queued", "running", "cancelled"]
+
+
+def test_pgq_show_names_the_workflow_and_what_a_job_waits_for(db_url: str, conn: Conn) -> None:
+    flow = pgq.chain(pgq.JobSpec("ops.a"), pgq.JobSpec("ops.b")).enqueue(conn)
+
+    code, out, _ = cli(db_url, "show", str(flow.last_id), "--json")
+
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["state"], shown["workflow_id"], shown["parents_pending"]) == (
+        "waiting",
+        flow.id,
+        1,
+    )
+    code, out, _ = cli(db_url, "show", str(flow.last_id))
+    assert any(line.split()[:2] == ["workflow_id", str(flow.id)] for line in out.splitlines())
