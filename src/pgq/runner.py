@@ -54,11 +54,13 @@ class _TransactionState:
     """A job context's own transaction, once its task asked for one: ``committing`` is set
     (and never unset) when the worker starts completing the job in it, ``completed_in``
     once ``complete_in`` completed the job in the caller's transaction. Class defaults
-    outside the dataclass: a job that uses none of it pays no assignment at its start."""
+    outside the dataclass: a sync job that uses none of it pays no assignment at its
+    start."""
 
     tx: TaskTransaction | AsyncTaskTransaction | None = None
     committing: bool = False
     completed_in: bool = False
+    is_async: bool = False  # set by the worker for an async def task's context
 
 
 @dataclass(eq=False)
@@ -84,7 +86,6 @@ class JobContext(_TransactionState):
     deadline: float | None = field(default=None, repr=False)
     # Where ctx.transaction() connects (the worker's database); None outside a worker.
     database: Database | None = field(default=None, repr=False)
-    is_async: bool = field(default=False, repr=False)
 
     @property
     def id(self) -> int:
@@ -356,6 +357,8 @@ def outcome_of_call(
     """The outcome of an attempt that returned (``error`` None) or raised ``error``."""
     if error is not None:
         return outcome_of_exception(task, job, ctx, error)
+    if returned is PLAIN_RETURN:  # the common case first: returned None, no transaction
+        return stopped_outcome(task, job, ctx) if ctx.interrupt else SUCCEEDED
     if returned.committed is not None:
         return COMMITTED if returned.committed else STALE
     if ctx.interrupt:

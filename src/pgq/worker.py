@@ -474,8 +474,9 @@ class Worker:
             timeout=task.timeout,
             worker_stopping=self._stopping,
             database=self._database,
-            is_async=task.is_async,
         )
+        if task.is_async:
+            ctx.is_async = True  # ctx.transaction_async(), not ctx.transaction()
         running = _Running(job, ctx, task, self._lease_of(job), self._loop.time())
         self._running[job.id] = running
         problem = task.args_problem(job.args)
@@ -533,6 +534,8 @@ class Worker:
                 raise
             finally:
                 ctx.stop_clock()
+            if value is None and ctx.tx is None and not ctx.completed_in:
+                return PLAIN_RETURN  # the common case, without a call
             return settle(task, running.job, ctx, value)
         finally:
             if slots is not None:

@@ -468,6 +468,22 @@ def test_wait_async_is_woken_by_the_finish(
     assert asyncio.run(scenario()) == ["async"]
 
 
+def test_wait_async_polls_in_pgbouncer_mode(db_url: str, conn: Conn, reg: Registry) -> None:
+    task = pgq.task(lambda: {"polled": "async"}, name="results.async_poll", registry=reg)
+    job_id = pgq.enqueue(conn, task)
+
+    async def scenario() -> Any:
+        waiter = asyncio.create_task(
+            pgq.wait_async(db_url, job_id, timeout=WAIT_TIMEOUT, pgbouncer=True)
+        )
+        worker = Worker(WorkerConfig(db_url, burst=True, run_reaper=False), registry=reg)
+        await worker.run_async()
+        return await waiter
+
+    assert asyncio.run(scenario()) == {"polled": "async"}
+    assert row(conn, job_id)["waited"] is None
+
+
 def test_wait_async_times_out_and_polls_behind_pgbouncer(db_url: str, conn: Conn) -> None:
     job_id = pgq.enqueue(conn, "results.slow")
 

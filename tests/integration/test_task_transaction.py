@@ -257,8 +257,10 @@ def test_transaction_outside_a_worker_or_of_the_wrong_kind_is_a_clear_error() ->
     job = ClaimedJob(1, "default", "t", {}, 1, 3, 1, 0, now, now)
     with pytest.raises(pgq.PgqError, match="works in a task a worker runs"):
         JobContext(job, "w").transaction()
+    async_ctx = JobContext(job, "w")
+    async_ctx.is_async = True
     with pytest.raises(pgq.PgqError, match=r"await ctx.transaction_async"):
-        JobContext(job, "w", is_async=True).transaction()
+        async_ctx.transaction()
     with pytest.raises(pgq.PgqError, match=r"a sync task uses ctx.transaction"):
         asyncio.run(JobContext(job, "w").transaction_async())
 
