@@ -177,7 +177,8 @@ class QueueGauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = _gauge_families()
-        ready, scheduled, running, oldest, paused, orphaned, alive, stale, up, waiting = families
+        ready, scheduled, running, oldest, paused, orphaned, alive, stale = families[:8]
+        *scheduling, up, waiting = families[8:]
         readings = self.read()
         up.add_metric([], 0 if readings is None else 1)
         if readings is None:
@@ -202,6 +203,11 @@ class QueueGauges(Collector):
             orphaned.add_metric([queue, task], queued)
         alive.add_metric([], readings.workers[0])
         stale.add_metric([], readings.workers[1])
+        last_success, last_tick, overdue = scheduling
+        for name, success_at, tick_at, is_overdue in readings.schedules:
+            last_success.add_metric([name], success_at)
+            last_tick.add_metric([name], tick_at)
+            overdue.add_metric([name], 1 if is_overdue else 0)
         return [*families, *_health_gauges(readings.health)]
 
     def read(self) -> Readings | None:
@@ -235,18 +241,21 @@ class QueueGauges(Collector):
                 orphaned=store.fetch(conn, store.select_orphaned_jobs()),
                 workers=store.fetch(conn, store.select_worker_counts())[0],
                 health=read_health(conn),
+                schedules=store.fetch(conn, store.select_schedule_gauges()),
             )
 
 
 @dataclass(frozen=True, slots=True)
 class Readings:
     """One scrape's rows: ``sql/queue_counts_select.sql``, ``orphaned_jobs_select.sql``,
-    ``worker_counts_select.sql`` (one row) and the ``pgq.health`` row."""
+    ``worker_counts_select.sql`` (one row), the ``pgq.health`` row and
+    ``schedule_gauges_select.sql``."""
 
     queues: list[store.Row]
     orphaned: list[store.Row]
     workers: store.Row
     health: Health
+    schedules: list[store.Row] = field(default_factory=list)
 
 
 def _gauge_families() -> list[GaugeMetricFamily]:
@@ -273,6 +282,21 @@ def _gauge_families() -> list[GaugeMetricFamily]:
             "pgq_workers_stale",
             "Registered workers unseen past their bound, not yet removed by the reaper.",
             (),
+        ),
+        gauge(
+            "pgq_schedule_last_success_timestamp_seconds",
+            "Unix time of the schedule's last successful run (0: never), active schedules.",
+            ("schedule",),
+        ),
+        gauge(
+            "pgq_schedule_last_tick_timestamp_seconds",
+            "Unix time of the schedule's last tick enqueued (0: none yet).",
+            ("schedule",),
+        ),
+        gauge(
+            "pgq_schedule_overdue",
+            "1 while the schedule has had no success within its grace (default two periods).",
+            ("schedule",),
         ),
         gauge("pgq_database_up", "1 when this scrape could read the queue gauges, else 0.", ()),
         gauge(

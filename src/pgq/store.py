@@ -624,3 +624,9 @@ def select_health() -> Statement:
     """The one row of the ``pgq.health`` view, and the seconds since the last vacuum and
     analyze; see ``sql/health_select.sql`` for the columns."""
     return Statement("health_select", {})
+
+
+def select_schedule_gauges() -> Statement:
+    """``(name, last_success, last_tick, overdue)`` per active schedule, times as Unix
+    seconds (0: never)."""
+    return Statement("schedule_gauges_select", {})

@@ -418,3 +418,36 @@ def test_pgq_schedules_shows_each_schedule_with_its_outcome(sconn: Conn, db_url:
     table = runner.invoke(app, ["schedules", "--database-url", db_url])
     assert table.exit_code == 0
     assert "(inactive)" in table.stdout and "failed" in table.stdout, table.stdout
+
+
+# --- Prometheus gauges ----------------------------------------------------------------------
+
+
+def test_the_metrics_report_last_success_last_tick_and_overdue(sconn: Conn, db_url: str) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from pgq.metrics import QueueGauges
+
+    hourly, stuck, gone = define(), define("stuck", grace=60), define("gone")
+    scheduler.sync(sconn, [hourly, stuck, gone])
+    scheduler.sync(sconn, [hourly, stuck])  # inactive schedules are not reported
+    created_at(sconn, "hourly", T0 - timedelta(minutes=30))
+    created_at(sconn, "stuck", datetime.now(UTC) - timedelta(hours=1))
+    scheduler.run_once(sconn, [hourly], now=T0)
+    sconn.execute("UPDATE pgq.jobs SET state = 'succeeded', finished_at = %s", (T0,))
+    registry = CollectorRegistry()
+    registry.register(QueueGauges(db_url))
+    found: dict[str, dict[str, float]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if "schedule" in sample.labels:
+                found.setdefault(sample.name, {})[sample.labels["schedule"]] = sample.value
+    assert found["pgq_schedule_last_success_timestamp_seconds"] == {
+        "hourly": T0.timestamp(),
+        "stuck": 0,
+    }
+    assert found["pgq_schedule_last_tick_timestamp_seconds"] == {
+        "hourly": T0.timestamp(),
+        "stuck": 0,
+    }
+    assert found["pgq_schedule_overdue"] == {"hourly": 1, "stuck": 1}

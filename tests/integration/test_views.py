@@ -438,5 +438,9 @@ def test_every_dashboard_query_runs_on_the_views(conn: Conn, title: str, sql: st
         add_job(conn, "a", "failed", finished="-1 minute", errors=[(1, "-1 minute")])
         add_job(conn, "a", "running", started="-1 minute", lease="30 seconds")
         add_job(conn, "a", "queued", run_at="-1 minute")
+        conn.execute(
+            "INSERT INTO pgq.schedules (name, task, queue, expression, grace, definition_hash)"
+            " VALUES ('s', 't', 'a', '0 * * * *', '2 hours', 'h') ON CONFLICT DO NOTHING"
+        )
         rows = conn.execute(sql.encode()).fetchall()
     assert rows, f"{title} returned no rows"
