@@ -21,14 +21,14 @@ WAIT_TIMEOUT = 60.0
 
 @pytest.fixture
 def tx_ledger(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    conn.execute("CREATE TABLE IF NOT EXISTS tx_ledger (key text, attempt int, pid int)")
-    conn.execute("TRUNCATE tx_ledger")
+    conn.execute("CREATE TABLE IF NOT EXISTS process_tx_ledger (key text, attempt int, pid int)")
+    conn.execute("TRUNCATE process_tx_ledger")
     return conn
 
 
 def ledger_rows(conn: psycopg.Connection[Any], key: str) -> list[tuple[Any, ...]]:
     return conn.execute(
-        "SELECT attempt, pid FROM tx_ledger WHERE key = %s ORDER BY attempt", (key,)
+        "SELECT attempt, pid FROM process_tx_ledger WHERE key = %s ORDER BY attempt", (key,)
     ).fetchall()
 
 

@@ -1,6 +1,6 @@
 """Tasks for the results and task-transaction process tests (``--app results_tasks``).
 
-Each writes to ``tx_ledger(key, attempt, pid)`` through ``ctx.transaction()``, so a row
+Each writes to ``process_tx_ledger(key, attempt, pid)`` through ``ctx.transaction()``, so a row
 there exists exactly when the attempt's transaction, and with it the job's success,
 committed. The first attempt of ``res.tx_stuck`` stops inside its open transaction,
 for the test to kill its worker there.
@@ -20,7 +20,7 @@ STUCK_POLL = 0.05  # seconds between looks at should_stop while stuck
 def _write(ctx: JobContext, key: str) -> None:
     tx = ctx.transaction()
     tx.execute(
-        "INSERT INTO tx_ledger (key, attempt, pid) VALUES (%s, %s, %s)",
+        "INSERT INTO process_tx_ledger (key, attempt, pid) VALUES (%s, %s, %s)",
         (key, ctx.attempt, os.getpid()),
     )
     pgq.enqueue(tx, "res.child", {"key": key})
