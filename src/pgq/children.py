@@ -485,8 +485,14 @@ def _on_sigterm(term: Any) -> None:
     log.warning(
         "SIGTERM ignored: the worker (pid %d) stops running jobs itself, after its grace "
         "period; signal the worker only",
-        os.getppid(),
+        _worker_pid(),
     )
+
+
+def _worker_pid() -> int:
+    # Not os.getppid(): a child's parent process is the fork server.
+    parent = multiprocessing.parent_process()
+    return os.getppid() if parent is None or parent.pid is None else parent.pid
 
 
 def _exit_with_parent() -> None:

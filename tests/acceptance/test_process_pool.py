@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pool_events import create_pool_events, descendants, events, pid_alive
+from pool_events import create_pool_events, descendants, events, open_gate, pid_alive
 from worker_procs import WorkerProcess, job, run_pgq, wait_for
 
 import pgq
@@ -67,6 +67,39 @@ def test_a_cpu_bound_task_past_its_timeout_is_killed_and_retried(
     after = pgq.enqueue(conn, "pool.pid")
     wait_state(conn, after, "succeeded")
     assert worker.proc.poll() is None
+
+
+def test_a_child_deaf_to_sigterm_is_killed_and_its_timeout_recorded(
+    pool: Callable[..., WorkerProcess], conn: psycopg.Connection[Any]
+) -> None:
+    worker = pool("--concurrency", "1")
+    job_id = pgq.enqueue(conn, "pool.deaf_to_sigterm", max_attempts=1)
+
+    row = wait_state(conn, job_id, "failed")
+
+    [(_, child, _)] = events(conn, job_id)
+    assert not pid_alive(child)
+    assert [e["kind"] for e in row["errors"]] == ["timeout"]
+    assert f"child {child} did not exit within 5s of SIGTERM (job {job_id}): SIGKILL" in (
+        worker.log()
+    )
+
+
+def test_a_sigterm_the_worker_did_not_send_is_ignored_by_its_child(
+    pool: Callable[..., WorkerProcess], conn: psycopg.Connection[Any]
+) -> None:
+    worker = pool("--concurrency", "1")
+    job_id = pgq.enqueue(conn, "pool.until_gate")
+    [(_, child, _)] = wait_for(lambda: events(conn, job_id), what="the job started")
+
+    os.kill(child, signal.SIGTERM)  # as a process manager signalling the whole group
+
+    worker.wait_logged(f"worker (pid {worker.pid}) stops running jobs itself")
+    open_gate(conn, job_id)
+    row = wait_state(conn, job_id, "succeeded")
+    assert row["attempts"] == 1
+    assert [e for _, _, e in events(conn, job_id)][-1] == "returning"
+    assert pid_alive(child), "the same child goes on"
 
 
 def test_a_leaking_task_is_recycled_after_n_jobs(

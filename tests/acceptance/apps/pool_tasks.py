@@ -9,6 +9,7 @@ and when, in database time. The tests create the table (and ``pool_gates``).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -120,6 +121,15 @@ def until_stop(ctx: JobContext) -> None:
 @pgq.task(name="pool.forever", pass_context=True)
 def forever(ctx: JobContext) -> None:
     """Deaf to everything, forever: only a signal ends it."""
+    note(ctx, "started")
+    while True:
+        time.sleep(STEP)
+
+
+@pgq.task(name="pool.deaf_to_sigterm", pass_context=True, timeout=1.0, max_attempts=1)
+def deaf_to_sigterm(ctx: JobContext) -> None:
+    """Ignores SIGTERM itself, so only the SIGKILL that follows can end it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     note(ctx, "started")
     while True:
         time.sleep(STEP)
