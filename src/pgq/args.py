@@ -303,6 +303,33 @@ class _Signature:
     positional_only: frozenset[str]  # names only a positional argument can fill
     problem: str | None  # why no call with keyword arguments can work, if none can
 
+    def check(self, args: Mapping[str, Any]) -> str | None:
+        """Why ``args`` do not bind, or None."""
+        if type(args) is not dict and (problem := _not_a_mapping(args)) is not None:
+            return problem
+        if self.problem is not None:
+            return self.problem
+        given = args.keys()
+        # An unexpected name first, as Python does: it is often the missing one misspelt.
+        unexpected = () if self.any_keyword else given - self.accepted
+        if not unexpected:
+            if not self.required:
+                return None
+            missing = self.required - given
+            if not missing:
+                return None
+            names = ", ".join(repr(name) for name in sorted(missing))
+            return f"{self.name}() is missing the required argument(s) {names}"
+        first = min(unexpected, key=str)
+        if first in self.positional_only:
+            return (
+                f"{self.name}() parameter {first!r} is positional-only, and pgq passes "
+                "arguments by keyword; remove the '/' from its signature"
+            )
+        return f"{self.name}() got an unexpected argument {first!r}; it takes " + (
+            ", ".join(repr(n) for n in sorted(self.accepted)) or "no arguments"
+        )
+
 
 def bind_args(
     func: Callable[..., Any], args: Mapping[str, Any], *, pass_context: bool = False
@@ -329,34 +356,23 @@ def args_problem(
     func: Callable[..., Any], args: Mapping[str, Any], *, pass_context: bool = False
 ) -> str | None:
     """What ``bind_args`` would raise, as text; None when the arguments bind."""
-    if not isinstance(args, Mapping):
-        return f"args must be a mapping of keyword arguments, not {type(args).__name__}"
+    sig = signature_of(func, pass_context)
+    return _not_a_mapping(args) if sig is None else sig.check(args)
+
+
+def signature_of(func: Callable[..., Any], pass_context: bool = False) -> _Signature | None:
+    """``func``'s signature as ``args_problem`` checks it (None: it cannot be told); a
+    caller that checks many jobs of one function keeps it (``Task`` does)."""
     try:
-        sig = _signature(func, pass_context)
+        return _signature(func, pass_context)
     except TypeError:  # an unhashable callable: described afresh each time
-        sig = _describe(func, pass_context)
-    if sig is None:
+        return _describe(func, pass_context)
+
+
+def _not_a_mapping(args: Any) -> str | None:
+    if isinstance(args, Mapping):
         return None
-    if sig.problem is not None:
-        return sig.problem
-    given = args.keys()
-    # An unexpected name first, as Python does: it is often the missing one misspelt.
-    unexpected = () if sig.any_keyword else given - sig.accepted
-    if not unexpected:
-        missing = sig.required - given
-        if not missing:
-            return None
-        names = ", ".join(repr(name) for name in sorted(missing))
-        return f"{sig.name}() is missing the required argument(s) {names}"
-    first = min(unexpected, key=str)
-    if first in sig.positional_only:
-        return (
-            f"{sig.name}() parameter {first!r} is positional-only, and pgq passes arguments "
-            "by keyword; remove the '/' from its signature"
-        )
-    return f"{sig.name}() got an unexpected argument {first!r}; it takes " + (
-        ", ".join(repr(n) for n in sorted(sig.accepted)) or "no arguments"
-    )
+    return f"args must be a mapping of keyword arguments, not {type(args).__name__}"
 
 
 def _describe(func: Callable[..., Any], pass_context: bool) -> _Signature | None:

