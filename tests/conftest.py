@@ -38,8 +38,8 @@ def db_url(migrated_url: str) -> str:
     """The migrated database with no jobs and no registered workers."""
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies, pgq.workers "
-            "RESTART IDENTITY"
+            "TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies, pgq.workers, "
+            "pgq.concurrency_keys, pgq.concurrency_wakeups RESTART IDENTITY"
         )
     return migrated_url
 

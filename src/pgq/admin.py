@@ -25,7 +25,7 @@ import psycopg
 from pgq import options, store
 from pgq.errors import OptionError, PgqError
 
-JOB_STATES = ("queued", "waiting", "running", "succeeded", "failed", "cancelled")
+JOB_STATES = ("queued", "blocked", "waiting", "running", "succeeded", "failed", "cancelled")
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 10_000
 BATCH_SIZE_DEFAULT = 1000
@@ -250,8 +250,8 @@ def cancel_jobs(
             cancelled = [row[0] for row in rows if row[1] == "cancelled"]
             if cancelled:
                 store.fetch(conn, store.release_dependents(ids=cancelled))
-        result.cancelled += [job_id for job_id, state in rows if state == "cancelled"]
-        result.cancel_requested += [job_id for job_id, state in rows if state == "running"]
+        result.cancelled += [row[0] for row in rows if row[1] == "cancelled"]
+        result.cancel_requested += [row[0] for row in rows if row[1] == "running"]
         done = [row[0] for row in rows]
         result.skipped.update(_explain(conn, batch, done, _cancel_reason))
     return result
@@ -336,13 +336,13 @@ def _explain(
 
 def _retry_reason(state: str, unique_key: str | None) -> str:
     if state in ("failed", "cancelled") and unique_key is not None:
-        return f"its unique key {unique_key!r} is held by a queued or running job"
+        return f"its unique key {unique_key!r} is held by a queued, blocked or running job"
     if state in ("failed", "cancelled"):
         return f"is {state} again after a concurrent change; run the retry again"
     return f"is {state}; only failed or cancelled jobs can be retried"
 
 
 def _cancel_reason(state: str, unique_key: str | None) -> str:
-    if state in ("queued", "waiting", "running"):
+    if state in ("queued", "blocked", "waiting", "running"):
         return f"is {state} again after a concurrent change; run the cancel again"
-    return f"is {state}; only queued, waiting or running jobs can be cancelled"
+    return f"is {state}; only queued, blocked, waiting or running jobs can be cancelled"

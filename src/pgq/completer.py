@@ -132,16 +132,21 @@ class Completer:
 
 
 def _statements(batch: list[Finished]) -> list[tuple[list[Finished], store.Statement]]:
-    """The statements that write ``batch``. Jobs that others wait for (has_dependents, from
-    the claim) go through the finish that also releases their dependents (with their
-    results); jobs that returned a value through the finish that stores it; every other
-    job through the plain finish, which stays exactly what it was without workflows or
-    results."""
-    if not any(f.job.has_dependents or f.outcome.result is not None for f in batch):
+    """The statements that write ``batch``. Jobs of a concurrency-limited key (``limited``,
+    from the claim) go through the finish that hands their slots on (and stores their
+    results); jobs that others wait for (has_dependents) through the finish that also
+    releases their dependents (with their results); jobs that returned a value through the
+    finish that stores it; every other job through the plain finish, which stays exactly
+    what it was without limits, workflows or results."""
+    if not any(
+        f.job.limited or f.job.has_dependents or f.outcome.result is not None for f in batch
+    ):
         return [(batch, _statement(batch))]
-    parents, with_result, plain = [], [], []
+    limited, parents, with_result, plain = [], [], [], []
     for f in batch:
-        if f.job.has_dependents:
+        if f.job.limited:
+            limited.append(f)
+        elif f.job.has_dependents:
             parents.append(f)
         elif f.outcome.result is not None:
             with_result.append(f)
@@ -154,7 +159,20 @@ def _statements(batch: list[Finished]) -> list[tuple[list[Finished], store.State
         groups.append((with_result, _results_statement(with_result)))
     if parents:
         groups.append((parents, _releasing_statement(parents)))
+    if limited:
+        groups.append((limited, _limited_statement(limited)))
     return groups
+
+
+def _limited_statement(batch: list[Finished]) -> store.Statement:
+    return store.finish_limited_jobs(
+        ids=[f.job.id for f in batch],
+        tokens=[f.job.lease_token for f in batch],
+        outcomes=[f.outcome.kind for f in batch],
+        delays=[f.outcome.delay for f in batch],
+        errors=[f.outcome.error_json() for f in batch],
+        results=[f.outcome.result for f in batch],
+    )
 
 
 def _results_statement(batch: list[Finished]) -> store.Statement:

@@ -31,10 +31,13 @@ from pgq.rows import (
     UNIQUE_KEY,
     Row,
     checked_rows,
+    concurrency_all,
+    concurrency_of,
     copy_values,
     copy_values_scheduled,
     due_queues,
     insert_document,
+    insert_document_limited,
     is_scheduled,
     job_row,
 )
@@ -85,7 +88,9 @@ def enqueue(
     given: Any = {} if args is None else args
     if isinstance(task, Task):
         task.bind_args(given)
-        spec = replace(task.configure(**chosen).options, args=given)
+        spec = replace(
+            task.configure(**chosen).options, args=given, concurrency=task.concurrency_for(given)
+        )
     else:
         spec = JobSpec(task, given, **chosen)
     return enqueue_spec(session, spec)
@@ -95,6 +100,22 @@ def enqueue_spec(session: Any, spec: JobSpec) -> Any:
     """Enqueue one ``JobSpec``; see ``enqueue``."""
     queue, task, args, priority, run_at, delay, max_attempts, unique_key = job_row(spec)
     due_now = run_at is None and delay == 0
+    limited = concurrency_of(spec)
+    if limited is not None:
+        blocked = store.insert_blocked_job(
+            queue=queue,
+            task=task,
+            args=args,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            unique_key=unique_key,
+            concurrency_key=limited[0],
+            concurrency_limit=limited[1],
+            notify=NOTIFY_LIMITER.allow(queue),
+        )
+        return run_statement(session, blocked, _first_id)
     statement = store.insert_job(
         queue=queue,
         task=task,
@@ -168,7 +189,12 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
 
         pgq.enqueue_many(session, [send_receipt.spec(order_id=i) for i in order_ids])
     """
-    rows = checked_rows(jobs)
+    specs = list(jobs)
+    rows = checked_rows(specs)
+    limited = concurrency_all(specs)
+    if limited is not None:  # blocked jobs and their wakeups: the INSERT, never the COPY
+        document = insert_document_limited(rows, limited)
+        return run_statement(session, store.insert_jobs_blocked(jobs=document), _all_ids)
     if len(rows) >= COPY_MIN_JOBS and not any(row[UNIQUE_KEY] for row in rows):
         copied = _copy_many(session, rows)
         if copied is not None:

@@ -1,4 +1,4 @@
-"""Flow control across every worker: paused queues (and, below, the limits on jobs).
+"""Flow control across every worker: paused queues, and concurrency limits per key.
 
 A paused queue is a row in ``pgq.queue_pauses``. Workers read the table once per poll
 interval, and again at once when ``pause_queue`` / ``resume_queue`` notify them, and leave
@@ -7,12 +7,21 @@ so queues nobody paused pay nothing. Jobs already running finish; jobs enqueued 
 paused queue wait in it. A pause lives in the database, so it outlives worker and
 database restarts until someone resumes the queue.
 
-Every function takes a psycopg connection; with autocommit (what the CLI uses) each call
+A task with ``concurrency_limit=N`` has at most N jobs per key holding a slot (queued or
+running) across every worker; its other jobs wait ``blocked``, outside the claim index,
+and the statement that finishes a job hands its slot to the oldest blocked job of its key.
+The key is the task's name unless ``concurrency_key`` gives a string (shared by every task
+that names it) or a function of the job's arguments. The statements are in ``sql/``
+(job_insert_blocked, concurrency_keys_unblock, job_finish_limited); docs/flow-control.md
+explains the rules.
+
+Every function below takes a psycopg connection; with autocommit (what the CLI uses) each call
 is its own transaction, else the change takes effect when the caller commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,12 +29,18 @@ from typing import Any
 import psycopg
 
 from pgq import options, store
-from pgq.errors import OptionError
+from pgq.errors import OptionError, TaskRegistrationError
 
 # The NOTIFY payload of a pause or resume on the 'pgq' channel. '!' is not allowed in a
 # queue name, so it cannot be mistaken for an enqueue's wake-up.
 PAUSE_PAYLOAD = "!pause"
 REASON_MAX_CHARS = 500
+CONCURRENCY_LIMIT_MAX = 100_000
+LIMIT_KEY_MAX_CHARS = 255
+# How many wakeups one promotion pass takes; a worker runs passes until one comes back short.
+UNBLOCK_BATCH_DEFAULT = 1000
+
+ConcurrencyKey = str | Callable[[dict[str, Any]], str]
 
 Connection = psycopg.Connection[Any]
 
@@ -67,3 +82,55 @@ def resume_queue(conn: Connection, queue: str) -> QueuePause | None:
 def paused_queues(conn: Connection) -> list[QueuePause]:
     """Every paused queue, oldest pause first."""
     return [QueuePause(*row) for row in store.fetch(conn, store.list_queue_pauses())]
+
+
+# --- concurrency limits: the task options --------------------------------------------------
+
+
+def check_concurrency(task: str, limit: object, key: object) -> int | None:
+    """``limit`` checked for ``@pgq.task(concurrency_limit=..., concurrency_key=...)``;
+    TaskRegistrationError naming the problem."""
+    if limit is None:
+        if key is not None:
+            raise TaskRegistrationError(
+                f"task {task}: concurrency_key needs a concurrency_limit (how many jobs of "
+                "one key may run at once)"
+            )
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TaskRegistrationError(
+            f"task {task}: concurrency_limit must be a whole number, not {limit!r}"
+        )
+    if not 1 <= limit <= CONCURRENCY_LIMIT_MAX:
+        raise TaskRegistrationError(
+            f"task {task}: concurrency_limit must be between 1 and {CONCURRENCY_LIMIT_MAX}"
+        )
+    if key is not None and not callable(key):
+        _checked_key(task, key)
+    return limit
+
+
+def concurrency_key_of(task: str, key: ConcurrencyKey | None, args: Mapping[str, Any]) -> str:
+    """The key a job of ``task`` with ``args`` is limited under: the task's name when
+    ``key`` is None, ``key`` itself when a string, else ``key(args)``. OptionError when the
+    function raises or returns something that is not a key."""
+    if key is None:
+        return task
+    if isinstance(key, str):
+        return key
+    try:
+        found = key(dict(args))
+    except Exception as exc:
+        raise OptionError(
+            f"task {task}: concurrency_key({dict(args)!r:.200}) raised {type(exc).__name__}: {exc}"
+        ) from exc
+    return _checked_key(task, found)
+
+
+def _checked_key(task: str, key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > LIMIT_KEY_MAX_CHARS or "\x00" in key:
+        raise OptionError(
+            f"task {task}: a concurrency key must be a non-empty string of at most "
+            f"{LIMIT_KEY_MAX_CHARS} characters without NUL, not {key!r:.100}"
+        )
+    return key

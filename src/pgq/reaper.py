@@ -221,7 +221,7 @@ def reap_once(
         if batches == 1:
             for worker in workers:
                 _log_removed(worker)
-        reaped = [ReapedJob(*row) for row in rows]
+        reaped = [ReapedJob(*row[:9]) for row in rows]
         for job in reaped:
             _log_reaped(job)
         jobs.extend(reaped)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pgq import options
+from pgq import limits, options
 from pgq.args import args_problem, bind_args, signature_of
 from pgq.errors import OptionError, TaskRegistrationError
 from pgq.retry import DEFAULT_BACKOFF, Backoff
@@ -35,6 +35,8 @@ class JobSpec:
     delay: float | timedelta | None = None
     max_attempts: int | None = None
     unique_key: str | None = None
+    # (key, limit) of a task with a concurrency limit; Task.spec() and enqueue() fill it in.
+    concurrency: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Task:
     backoff: Backoff = DEFAULT_BACKOFF
     pass_context: bool = False
     on_failure: Callable[[Any, BaseException | None], None] | None = None
+    concurrency_limit: int | None = None
+    concurrency_key: limits.ConcurrencyKey | None = None
 
     @functools.cached_property
     def is_async(self) -> bool:
@@ -75,6 +79,13 @@ class Task:
         # Cached: the worker checks every job it starts, and the lookup by function took
         # half of the check's 0.6 us.
         return signature_of(self.func, self.pass_context)
+
+    def concurrency_for(self, args: Mapping[str, Any]) -> tuple[str, int] | None:
+        """``(key, limit)`` a job of this task with ``args`` runs under, or None."""
+        if self.concurrency_limit is None:
+            return None
+        key = limits.concurrency_key_of(self.name, self.concurrency_key, args)
+        return key, self.concurrency_limit
 
     def spec(self, **kwargs: Any) -> JobSpec:
         """A [`JobSpec`][pgq.JobSpec] for this task: ``kwargs`` as its arguments, its defaults."""
@@ -117,7 +128,7 @@ class TaskCall:
 
     def spec(self, **kwargs: Any) -> JobSpec:
         self.task.bind_args(kwargs)
-        return replace(self.options, args=kwargs)
+        return replace(self.options, args=kwargs, concurrency=self.task.concurrency_for(kwargs))
 
     def enqueue(self, session: Any, **kwargs: Any) -> Any:
         from pgq.enqueue import enqueue_spec
@@ -172,6 +183,8 @@ def task(
     backoff: Backoff = DEFAULT_BACKOFF,
     pass_context: bool = False,
     on_failure: Callable[[Any, BaseException | None], None] | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: limits.ConcurrencyKey | None = None,
     registry: Registry | None = None,
 ) -> Any:
     """Register a function as a task. Use as ``@pgq.task`` or ``@pgq.task(queue="emails")``.
@@ -180,6 +193,13 @@ def task(
     for long jobs; ``timeout`` (seconds) bounds one attempt; ``backoff`` sets the retry delays;
     ``pass_context=True`` passes a [`pgq.JobContext`][pgq.JobContext] as the first argument;
     ``on_failure(job, exc)`` is called after each failed attempt (for error trackers).
+
+    ``concurrency_limit=N``: at most N jobs of one key run at once, across every worker,
+    in enqueue order with N = 1; the others wait ``blocked``. The key is the task's name
+    (N for the whole task) unless ``concurrency_key`` is a string (shared by every task
+    that gives it, e.g. one for a whole queue) or a function of the job's arguments, e.g.
+    ``lambda args: f"customer:{args['customer_id']}"``. See docs/flow-control.md.
+
     Raises TaskRegistrationError or a ValidationError naming the bad option.
     """
 
@@ -202,6 +222,10 @@ def task(
             backoff=backoff,
             pass_context=pass_context,
             on_failure=on_failure,
+            concurrency_limit=limits.check_concurrency(
+                name or fn.__qualname__, concurrency_limit, concurrency_key
+            ),
+            concurrency_key=concurrency_key,
         )
         # "is None", not "or": an empty Registry is falsy (it has __len__).
         return (REGISTRY if registry is None else registry).add(new)

@@ -122,12 +122,66 @@ def _pick(value: Any, registered: Task | None, option: str) -> Any:
     return getattr(registered, option) if registered else _DEFAULTS[option]
 
 
+# --- concurrency limits ------------------------------------------------------------------------
+
+Concurrency = tuple[str, int]  # (key, limit)
+
+
+def concurrency_of(spec: JobSpec) -> Concurrency | None:
+    """The (key, limit) of a checked job: the spec's own (Task.spec() sets it), else the one
+    its task, registered here by name, gives its arguments."""
+    if spec.concurrency is not None:
+        return spec.concurrency
+    registered = REGISTRY.get(spec.task)
+    if registered is None or registered.concurrency_limit is None:
+        return None
+    return registered.concurrency_for(spec.args)
+
+
+def concurrency_all(specs: list[JobSpec]) -> list[Concurrency | None] | None:
+    """Each job's ``concurrency_of``, or None when no job of the batch has a limit (the
+    batch then takes the plain statements, and pays one registry lookup per task name)."""
+    limited_names: dict[str, bool] = {}
+    found = False
+    for spec in specs:
+        if spec.concurrency is not None:
+            found = True
+            break
+        name = spec.task
+        limited = limited_names.get(name)
+        if limited is None:
+            task = REGISTRY.get(name)
+            limited = limited_names[name] = task is not None and task.concurrency_limit is not None
+        if limited:
+            found = True
+            break
+    return [concurrency_of(spec) for spec in specs] if found else None
+
+
 # --- the INSERT's document ----------------------------------------------------------------------
 
 
 def insert_document(rows: list[Row]) -> str:
     """The rows as the JSON array job_insert_many.sql reads with jsonb_to_recordset."""
     return "[" + ",".join(_row_json(row) for row in rows) + "]"
+
+
+def insert_document_limited(rows: list[Row], limits: list[Concurrency | None]) -> str:
+    """``insert_document`` with each job's concurrency key and limit (job_insert_many_blocked)."""
+    return (
+        "["
+        + ",".join(
+            _row_json(row)[:-1] + _concurrency_json(limit)
+            for row, limit in zip(rows, limits, strict=True)
+        )
+        + "]"
+    )
+
+
+def _concurrency_json(limit: Concurrency | None) -> str:
+    if limit is None:
+        return ',"concurrency_key":null,"concurrency_limit":null}'
+    return f',"concurrency_key":{json_text(limit[0])},"concurrency_limit":{limit[1]}}}'
 
 
 def _row_json(row: Row) -> str:

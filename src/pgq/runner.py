@@ -44,6 +44,10 @@ class ClaimedJob:
     enqueued_at: datetime
     lag: float = 0.0  # seconds from run_at to the claim, in database time
     has_dependents: bool = False  # jobs wait for this one: its finish releases them
+    # A job of a concurrency-limited key: its outcome goes through job_finish_limited.sql,
+    # which hands its slot on. Read from the row, so a limit removed from the code still
+    # frees the slots of the jobs enqueued under it.
+    limited: bool = False
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ClaimedJob:

@@ -159,6 +159,31 @@ def insert_job(
     return Statement("job_insert", locals())
 
 
+def insert_blocked_job(
+    *,
+    queue: str,
+    task: str,
+    args: str,
+    priority: int,
+    run_at: Any,
+    delay: float,
+    max_attempts: int,
+    unique_key: str | None,
+    concurrency_key: str,
+    concurrency_limit: int,
+    notify: bool = True,
+) -> Statement:
+    """Insert one job of a concurrency-limited key, blocked, with its wakeup; returns
+    ``(id, notified)`` or no row when the unique key is live."""
+    return Statement("job_insert_blocked", locals())
+
+
+def insert_jobs_blocked(*, jobs: str) -> Statement:
+    """``insert_jobs`` for a batch with concurrency-limited jobs: each object also has
+    concurrency_key and concurrency_limit (null for a job without a limit)."""
+    return Statement("job_insert_many_blocked", locals())
+
+
 def insert_jobs(*, jobs: str) -> Statement:
     """Insert many jobs at once; ``jobs`` is a JSON array of objects with the keys queue,
     task, args, priority, run_at, delay, max_attempts and unique_key. Returns one
@@ -205,7 +230,7 @@ def claim_jobs(
     """Claim up to ``limit`` due jobs; ``leases[i]`` is the lease in seconds of ``tasks[i]``.
 
     Returns ``(id, queue, task, args, attempts, max_attempts, lease_token, priority, run_at,
-    created_at, lag_seconds)`` per claimed job.
+    created_at, lag_seconds, limited)`` per claimed job.
     """
     return Statement(
         "job_claim",
@@ -218,6 +243,13 @@ def claim_jobs(
             "now": now,
         },
     )
+
+
+def unblock_jobs(*, limit: int) -> Statement:
+    """One promotion pass over up to ``limit`` wakeups; returns one row ``(woken, created,
+    keys, promoted, notified)``: wakeups read, key rows created (their wakeups wait for the
+    next pass), keys whose slots were filled, jobs made queued."""
+    return Statement("concurrency_keys_unblock", locals())
 
 
 def finish_jobs(
@@ -257,6 +289,31 @@ def finish_and_release_jobs(
     successes' JSON results (None: none)."""
     return Statement(
         "job_finish_release_many",
+        {
+            "ids": number_array(ids),
+            "tokens": number_array(tokens),
+            "outcomes": word_array(outcomes),
+            "delays": number_array(delays),
+            "errors": text_array(errors),
+            "results": text_array(results or [None] * len(ids)),
+        },
+    )
+
+
+def finish_limited_jobs(
+    *,
+    ids: list[int],
+    tokens: list[int],
+    outcomes: list[str],
+    delays: list[float],
+    errors: list[str | None],
+    results: list[str | None] | None = None,
+) -> Statement:
+    """``finish_jobs`` for jobs of a concurrency-limited key: also hands each freed slot to
+    the next blocked job of its key, and stores ``results`` (JSON texts; None: none).
+    Returns ``(id, state, notified)`` per outcome applied."""
+    return Statement(
+        "job_finish_limited",
         {
             "ids": number_array(ids),
             "tokens": number_array(tokens),

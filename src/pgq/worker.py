@@ -42,7 +42,7 @@ from typing import Any
 
 import psycopg
 
-from pgq import reaper, scheduler, store
+from pgq import limits, reaper, scheduler, store
 from pgq.children import (
     CHILD_TERM_WAIT,
     POOL_DEFAULT,
@@ -93,6 +93,8 @@ CLAIM_AHEAD_MAX = 400  # jobs
 LINGER = 2 * NOTIFY_INTERVAL_DEFAULT  # seconds: a notified worker claims again this soon
 DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of durations
 REGISTRY_TIMEOUT = 5.0  # seconds for entering pgq.workers at start, and leaving it at exit
+UNBLOCK_BATCH = limits.UNBLOCK_BATCH_DEFAULT  # wakeups one promotion pass takes
+UNBLOCK_PASSES_MAX = 4  # passes before a claim; more wakeups wait for the next claim
 
 
 @dataclass
@@ -209,6 +211,9 @@ class Worker:
         # a pause or resume notified us; the claim leaves them out.
         self._paused: frozenset[str] = frozenset()
         self._pauses_read_at: float | None = None  # loop time; None: read before claiming
+        # With a task under a concurrency limit, each claim is preceded by a promotion pass
+        # that fills free slots with blocked jobs; a worker without one never runs it.
+        self._runs_limited = any(t.concurrency_limit is not None for t in registry)
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
@@ -396,10 +401,25 @@ class Worker:
             self._pauses_read_at = now
         return [queue for queue in self.queues if queue not in self._paused]
 
+    async def _unblock(self) -> None:
+        """Promotion passes until one comes back short (limits.py): blocked jobs of keys
+        with a free slot become queued, for this claim or another worker's."""
+        for _ in range(UNBLOCK_PASSES_MAX):
+            try:
+                rows = await self._claim_db.execute(store.unblock_jobs(limit=UNBLOCK_BATCH))
+            except psycopg.Error as exc:
+                log.warning("promoting blocked jobs failed: %s", describe_error(exc))
+                return
+            woken, created = rows[0][0], rows[0][1]
+            if woken < UNBLOCK_BATCH and not created:
+                return
+
     async def _claim(self, limit: int) -> list[ClaimedJob] | None:
         queues = await self._claimable_queues()
         if not queues:
             return []  # every queue of ours is paused: wait for a poll or a resume
+        if self._runs_limited:
+            await self._unblock()
         statement = store.claim_jobs(
             queues=queues,
             tasks=self._names,

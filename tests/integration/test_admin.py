@@ -132,7 +132,9 @@ def test_retry_skips_a_job_whose_unique_key_is_live(conn: Conn) -> None:
 
     result = admin.retry_jobs(conn, [failed])
 
-    assert result.skipped == {failed: "its unique key 'k' is held by a queued or running job"}
+    assert result.skipped == {
+        failed: "its unique key 'k' is held by a queued, blocked or running job"
+    }
     assert job(conn, failed)["state"] == "failed"
 
 
@@ -246,7 +248,7 @@ def test_cancel_leaves_finished_jobs_alone(conn: Conn, state: str) -> None:
     result = admin.cancel_jobs(conn, [job_id, 777777])
 
     assert result.skipped == {
-        job_id: f"is {state}; only queued, waiting or running jobs can be cancelled",
+        job_id: f"is {state}; only queued, blocked, waiting or running jobs can be cancelled",
         777777: "not found",
     }
     assert job(conn, job_id) == before
@@ -440,7 +442,7 @@ def test_cancel_of_a_job_finished_meanwhile_changes_nothing(
     other.commit()
 
     assert result().skipped == {
-        job_id: "is succeeded; only queued, waiting or running jobs can be cancelled"
+        job_id: "is succeeded; only queued, blocked, waiting or running jobs can be cancelled"
     }
     row = job(conn, job_id)
     assert (row["state"], row["cancel_requested"]) == ("succeeded", False)
@@ -457,5 +459,7 @@ def test_retry_runs_again_when_a_job_takes_the_unique_key_meanwhile(
     wait_until_blocked(conn)  # on the unique index entry of the uncommitted job
     other.commit()
 
-    assert result().skipped == {failed: "its unique key 'k' is held by a queued or running job"}
+    assert result().skipped == {
+        failed: "its unique key 'k' is held by a queued, blocked or running job"
+    }
     assert (job(conn, failed)["state"], job(conn, newer)["state"]) == ("failed", "queued")

@@ -346,7 +346,8 @@ def test_cancel_in_every_state(db_url: str, conn: Conn, state: str) -> None:
     else:
         assert run.code == 1
         assert run.one_error_line() == (
-            f"pgq: job {job_id}: is {state}; only queued, waiting or running jobs can be cancelled"
+            f"pgq: job {job_id}: is {state}; "
+            "only queued, blocked, waiting or running jobs can be cancelled"
         )
         assert state_of(conn, job_id) == (state, False)
 
@@ -363,7 +364,9 @@ def test_cancel_json(db_url: str, conn: Conn) -> None:
         "skipped": [
             {
                 "id": done,
-                "reason": "is succeeded; only queued, waiting or running jobs can be cancelled",
+                "reason": (
+                    "is succeeded; only queued, blocked, waiting or running jobs can be cancelled"
+                ),
             }
         ],
     }

@@ -637,3 +637,55 @@ def test_downgrade_from_0010_restores_0009(empty_db_url: str, second_empty_db_ur
     migrate.downgrade(empty_db_url, "pgq_0009")
 
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0011: concurrency limits ----------------------------------------------------------------
+
+
+def test_upgrade_from_0010_keeps_jobs_and_unique_keys(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0010")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task, state, unique_key) "
+            "SELECT 'q', 't', (ARRAY['queued', 'running', 'failed'])[1 + i % 3]::pgq.job_state, "
+            "'u' || i FROM generate_series(1, 300) AS i"
+        )
+        before = conn.execute("SELECT id, state::text, unique_key FROM pgq.jobs ORDER BY id")
+        rows = before.fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0011")
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        after = conn.execute("SELECT id, state::text, unique_key FROM pgq.jobs ORDER BY id")
+        assert after.fetchall() == rows
+        assert conn.execute("SELECT count(concurrency_key) FROM pgq.jobs").fetchone() == (0,)
+        # A live unique key still refuses a second job, blocked ones included now.
+        conn.execute("INSERT INTO pgq.jobs (queue, task, state, unique_key) "
+                     "VALUES ('q', 't', 'blocked', 'new')")  # fmt: skip
+        for key in ("u1", "new"):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("INSERT INTO pgq.jobs (queue, task, unique_key) VALUES ('q', 't', %s)",
+                             [key])  # fmt: skip
+        # The failed job's key (i = 2) is free.
+        conn.execute("INSERT INTO pgq.jobs (queue, task, unique_key) VALUES ('q', 't', 'u2')")
+
+
+def test_downgrade_from_0011_restores_0010_and_queues_blocked_jobs(
+    empty_db_url: str, second_empty_db_url: str
+) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0010")
+    migrate.upgrade(empty_db_url, "pgq_0011")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task, state, concurrency_key) "
+                     "VALUES ('q', 't', 'blocked', 'k'), ('q', 't', 'running', 'k')")  # fmt: skip
+        conn.execute(
+            "INSERT INTO pgq.concurrency_keys (key, max_active, active) VALUES ('k', 1, 1)"
+        )
+
+    migrate.downgrade(empty_db_url, "pgq_0010")
+
+    with psycopg.connect(empty_db_url) as conn:
+        rows = conn.execute("SELECT state::text FROM pgq.jobs ORDER BY id").fetchall()
+        assert rows == [("queued",), ("running",)]
+        conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

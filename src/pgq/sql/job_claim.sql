@@ -28,6 +28,10 @@
 -- job_finish_release_many.sql, which releases the jobs waiting for it; a plain job's goes
 -- through job_finish_many.sql, which reads no dependency.
 --
+-- `limited` tells the worker to write the outcome of a job of a concurrency-limited key with
+-- job_finish_limited.sql, which hands its slot on; jobs a limit holds back are `blocked`,
+-- never in this statement's index, so nothing here depends on limits.
+--
 -- The worker runs this with a generic plan (session_generic_plans.sql): a custom plan was
 -- made at every claim, 0.5-0.7 ms of a 1.0-1.5 ms claim. So that plan must not depend on
 -- the parameters' values: the claimed rows are updated through `id = ANY(ARRAY(...))`, an
@@ -79,4 +83,5 @@ SET state = 'running',
 WHERE j.id = ANY(ARRAY(SELECT id FROM claimable))
 RETURNING j.id, j.queue, j.task, j.args, j.attempts, j.max_attempts, j.lease_token,
           j.priority, j.run_at, j.created_at,
-          extract(epoch FROM now() - j.run_at)::float8 AS lag_seconds, j.has_dependents
+          extract(epoch FROM now() - j.run_at)::float8 AS lag_seconds, j.has_dependents,
+          j.concurrency_key IS NOT NULL AS limited

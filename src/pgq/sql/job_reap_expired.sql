@@ -17,6 +17,10 @@
 -- least(cap, base * factor^(attempt-1)) spread by +/- jitter, capped again. The power is
 -- taken in log space and clamped at ln(cap) first, so attempt 1000 cannot overflow.
 -- Uses jobs_running_idx: the running set is small, whatever the table's size.
+-- A lapsed job of a concurrency-limited key that is failed or cancelled here gives its
+-- slot to the next blocked job of its key in this statement, as job_finish_limited.sql
+-- does (the same CTEs); one queued again keeps its slot. For jobs without a key those
+-- CTEs find nothing to do.
 WITH expired AS MATERIALIZED (
     SELECT id, lease_token, worker_id, lease_expires_at
     FROM pgq.jobs
@@ -25,49 +29,96 @@ WITH expired AS MATERIALIZED (
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), reaped AS (
+    UPDATE pgq.jobs AS j
+    SET state = CASE
+            WHEN j.cancel_requested THEN 'cancelled'
+            WHEN j.attempts >= j.max_attempts THEN 'failed'
+            ELSE 'queued'
+        END::pgq.job_state,
+        run_at = CASE
+            WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN j.run_at
+            ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => CASE
+                WHEN %(backoff_base)s::float8 <= 0 OR %(backoff_cap)s::float8 <= 0 THEN 0
+                ELSE least(
+                    %(backoff_cap)s::float8,
+                    exp(least(
+                        ln(%(backoff_base)s::float8)
+                            + (greatest(j.attempts, 1) - 1) * ln(%(backoff_factor)s::float8),
+                        ln(%(backoff_cap)s::float8)
+                    )) * (1 + %(backoff_jitter)s::float8 * (2 * random() - 1))
+                )
+            END)
+        END,
+        finished_at = CASE
+            WHEN j.cancel_requested OR j.attempts >= j.max_attempts
+            THEN coalesce(%(now)s::timestamptz, now())
+        END,
+        worker_id = NULL,
+        lease_expires_at = NULL,
+        cancel_requested = false,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts,
+            'at', coalesce(%(now)s::timestamptz, now()),
+            'kind', 'lease_expired',
+            'message', 'lease expired while held by worker ' || coalesce(e.worker_id, '(unknown)'),
+            'traceback', NULL,
+            'worker_id', e.worker_id
+        ))
+    FROM expired AS e
+    WHERE j.id = e.id
+      AND j.lease_token = e.lease_token
+      AND j.state = 'running'
+      AND j.lease_expires_at < coalesce(%(now)s::timestamptz, now())
+    RETURNING j.id, j.queue, j.task, j.state, j.attempts, j.max_attempts, j.run_at,
+              e.worker_id, e.lease_expires_at, j.concurrency_key, j.waited
+), freed AS (
+    SELECT concurrency_key AS key, count(*)::int AS n
+    FROM reaped
+    WHERE concurrency_key IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
+    GROUP BY concurrency_key
+), slots AS MATERIALIZED (
+    SELECT k.key, k.max_active, greatest(k.active - f.n, 0) AS active, k.waiting
+    FROM pgq.concurrency_keys AS k
+    JOIN freed AS f ON f.key = k.key
+    ORDER BY k.key
+    FOR UPDATE OF k
+), next AS MATERIALIZED (
+    SELECT b.id
+    FROM slots AS s
+    CROSS JOIN LATERAL (
+        SELECT id FROM pgq.jobs
+        WHERE state = 'blocked' AND concurrency_key = s.key
+        ORDER BY id
+        LIMIT greatest(s.max_active - s.active, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS b
+), promoted AS (
+    UPDATE pgq.jobs AS j
+    SET state = 'queued'
+    FROM next
+    WHERE j.id = next.id
+    RETURNING j.queue, j.concurrency_key
+), counted AS (
+    UPDATE pgq.concurrency_keys AS k
+    SET active = s.active + p.n,
+        waiting = greatest(s.waiting - p.n, 0)
+    FROM slots AS s
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS n FROM promoted WHERE concurrency_key = s.key
+    ) AS p
+    WHERE k.key = s.key
+    RETURNING k.key, k.max_active, k.active, k.waiting
+), rewoken AS (
+    INSERT INTO pgq.concurrency_wakeups (key, max_active)
+    SELECT key, max_active FROM counted WHERE waiting > 0 AND active < max_active
+), notified AS (
+    SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM promoted) AS due
 )
-UPDATE pgq.jobs AS j
-SET state = CASE
-        WHEN j.cancel_requested THEN 'cancelled'
-        WHEN j.attempts >= j.max_attempts THEN 'failed'
-        ELSE 'queued'
-    END::pgq.job_state,
-    run_at = CASE
-        WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN j.run_at
-        ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => CASE
-            WHEN %(backoff_base)s::float8 <= 0 OR %(backoff_cap)s::float8 <= 0 THEN 0
-            ELSE least(
-                %(backoff_cap)s::float8,
-                exp(least(
-                    ln(%(backoff_base)s::float8)
-                        + (greatest(j.attempts, 1) - 1) * ln(%(backoff_factor)s::float8),
-                    ln(%(backoff_cap)s::float8)
-                )) * (1 + %(backoff_jitter)s::float8 * (2 * random() - 1))
-            )
-        END)
-    END,
-    finished_at = CASE
-        WHEN j.cancel_requested OR j.attempts >= j.max_attempts
-        THEN coalesce(%(now)s::timestamptz, now())
-    END,
-    worker_id = NULL,
-    lease_expires_at = NULL,
-    cancel_requested = false,
-    errors = j.errors || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempts,
-        'at', coalesce(%(now)s::timestamptz, now()),
-        'kind', 'lease_expired',
-        'message', 'lease expired while held by worker ' || coalesce(e.worker_id, '(unknown)'),
-        'traceback', NULL,
-        'worker_id', e.worker_id
-    ))
-FROM expired AS e
-WHERE j.id = e.id
-  AND j.lease_token = e.lease_token
-  AND j.state = 'running'
-  AND j.lease_expires_at < coalesce(%(now)s::timestamptz, now())
-RETURNING j.id, j.queue, j.task,
-          CASE WHEN j.waited AND j.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
-               THEN j.state::text || pg_notify('pgq_finished', j.id::text)::text
-               ELSE j.state::text END,
-          j.attempts, j.max_attempts, j.run_at, e.worker_id, e.lease_expires_at
+SELECT r.id, r.queue, r.task,
+       CASE WHEN r.waited AND r.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
+            THEN r.state::text || pg_notify('pgq_finished', r.id::text)::text
+            ELSE r.state::text END,
+       r.attempts, r.max_attempts, r.run_at, r.worker_id, r.lease_expires_at,
+       (SELECT count(*) FROM notified) AS notified
+FROM reaped AS r

@@ -23,7 +23,8 @@ WITH picked AS MATERIALIZED (
     FROM picked
 ), retried AS (
     UPDATE pgq.jobs AS j
-    SET state = 'queued',
+    SET state = CASE WHEN j.concurrency_key IS NULL THEN 'queued'
+                     ELSE 'blocked' END::pgq.job_state,
         run_at = coalesce(%(now)s::timestamptz, now()),
         finished_at = NULL,
         max_attempts = greatest(j.max_attempts, j.attempts + 1),
@@ -35,8 +36,16 @@ WITH picked AS MATERIALIZED (
       AND j.state = 'failed'
       AND (j.unique_key IS NULL OR (r.key_rank = 1 AND NOT EXISTS (
           SELECT 1 FROM pgq.jobs AS live
-          WHERE live.unique_key = j.unique_key AND live.state IN ('queued', 'running'))))
-    RETURNING j.id, j.queue, j.has_dependents
+          WHERE live.unique_key = j.unique_key
+            AND live.state IN ('queued', 'blocked', 'running'))))
+    RETURNING j.id, j.queue, j.has_dependents, j.concurrency_key
+), woken AS (
+    -- A job of a concurrency-limited key goes back blocked, behind the jobs of its key
+    -- that wait already; a wakeup makes the next promotion pass look at the key.
+    INSERT INTO pgq.concurrency_wakeups (key, max_active)
+    SELECT r.concurrency_key, coalesce(k.max_active, 1)
+    FROM (SELECT DISTINCT concurrency_key FROM retried WHERE concurrency_key IS NOT NULL) AS r
+    LEFT JOIN pgq.concurrency_keys AS k ON k.key = r.concurrency_key
 ), notified AS (
     SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM retried) AS due
 )
