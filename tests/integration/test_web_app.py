@@ -363,3 +363,12 @@ def test_the_workers_page_shows_each_worker_and_what_it_runs(
     assert 'id="orphaned"' in page.body  # the default queue has no worker
     job = request("GET", read_only + f"/jobs/{seeded.running}").body
     assert 'href="/workers#worker-worker-1"' in job
+
+
+def test_behind_a_proxy_that_strips_the_prefix_links_keep_it(db_url: str, seeded: Seeded) -> None:
+    # `pgq dashboard --root-path /pgq` behind a proxy serving it at /pgq/ and passing /jobs.
+    with serve(pgq.web.create_app(db_url), root_path="/pgq") as base:
+        page = request("GET", base + "/jobs?state=failed")
+        assert page.status == 200
+        assert f'href="/pgq/jobs/{seeded.failed}"' in page.body
+        assert 'href="/pgq/static/pgq.css"' in page.body
