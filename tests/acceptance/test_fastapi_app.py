@@ -144,3 +144,17 @@ def test_the_dashboard_is_mounted_and_shows_the_queue(api: httpx.Client, empty_d
     assert page.status_code == 200, page.text
     assert "orders" in page.text  # the queue the job waits on
     assert api.get("/pgq/jobs/1").status_code == 200
+
+
+def test_the_apps_own_tests_pass_with_pgq_from_the_wheel(
+    pgq_venv: installed.Venv, app_dir: Path, pg_server: devdb.Server
+) -> None:
+    # Its conftest overrides the plugin's pgq_session_database_url to migrate with the
+    # app's own alembic, as docs/testing.md shows.
+    env = installed.clean_env(PGQ_TEST_DATABASE_URL=pg_server.url)
+    command = [str(pgq_venv.python), "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+
+    done = installed.run(command, env, cwd=app_dir)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
