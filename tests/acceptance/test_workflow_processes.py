@@ -103,6 +103,40 @@ def test_fan_in_releases_the_callback_exactly_once_across_four_workers(
 
 
 @pytest.mark.slow
+def test_many_groups_finishing_at_once_release_each_callback_once_without_deadlock(
+    db_url: str,
+    attempt_ledger: psycopg.Connection[Any],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # 100 groups of 20 in one transaction: every worker's finish batch holds members of
+    # many groups, so two workers count down the same callbacks in the same instant.
+    conn = attempt_ledger
+    workers = [
+        start_worker("--app", "reaper_tasks", "--concurrency", "8", "--no-reaper")
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.worker_id()
+    member = pgq.JobSpec("rt.sleep", {"seconds": 0})
+    with psycopg.connect(db_url) as tx:
+        flows = [
+            pgq.group([member] * 20).then(pgq.JobSpec("rt.sleep", {"seconds": 0})).enqueue(tx)
+            for _ in range(100)
+        ]
+    callbacks = [flow.last_id for flow in flows]
+    done = "SELECT count(*) FROM pgq.jobs WHERE id = ANY(%s) AND state = 'succeeded'"
+    wait_for(lambda: scalar(conn, done, (callbacks,)) == 100, DRAIN_TIMEOUT, "every callback")
+    for flow in flows:
+        assert_released_once_after_all(conn, flow)
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait_exit(30) == 0, worker.log()
+        # A deadlock would be retried by the worker, but costs a second of deadlock_timeout.
+        assert "deadlock" not in worker.log()
+
+
+@pytest.mark.slow
 def test_kill9_mid_workflow_loses_nothing_and_releases_once(
     db_url: str,
     attempt_ledger: psycopg.Connection[Any],

@@ -14,11 +14,23 @@ WITH RECURSIVE ended AS (
     WHERE id = ANY(%(ids)s::bigint[])
       AND has_dependents
       AND state IN ('succeeded', 'failed', 'cancelled')
+), children AS MATERIALIZED (
+    -- The direct dependents, locked in id order before any of them is written: workers
+    -- finishing members of the same groups at once then take the callbacks' row locks in
+    -- one order, and never deadlock on them. FOR UPDATE also reads each one's newest state.
+    SELECT c.id, c.state
+    FROM pgq.jobs AS c
+    WHERE c.id IN (
+        SELECT d.child_id FROM pgq.job_dependencies AS d
+        WHERE d.parent_id IN (SELECT id FROM ended)
+    )
+    ORDER BY c.id
+    FOR UPDATE
 ), doomed(id, cause_id, cause_task, cause_state) AS (
     SELECT d.child_id, e.id, e.task::text, e.state::text
     FROM ended AS e
     JOIN pgq.job_dependencies AS d ON d.parent_id = e.id AND NOT d.always
-    JOIN pgq.jobs AS c ON c.id = d.child_id AND c.state = 'waiting'
+    JOIN children AS c ON c.id = d.child_id AND c.state = 'waiting'
     WHERE e.state <> 'succeeded'
     UNION
     SELECT d.child_id, x.cause_id, x.cause_task, x.cause_state
@@ -51,6 +63,9 @@ WITH RECURSIVE ended AS (
     FROM resolved AS r
     JOIN pgq.job_dependencies AS d ON d.parent_id = r.id AND (r.ok OR d.always)
     WHERE d.child_id NOT IN (SELECT id FROM doomed)
+      -- Evaluated once, before the first row: every child is locked, in id order, before
+      -- `released` writes any (a success alone never reads `children` otherwise).
+      AND (SELECT count(*) FROM children) >= 0
     GROUP BY d.child_id
 ), released AS (
     UPDATE pgq.jobs AS j
