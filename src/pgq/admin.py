@@ -103,10 +103,15 @@ class QueueStats:
 
 @dataclass(slots=True)
 class RetryResult:
-    """Ids retried, and for each id that was not, why (``{id: reason}``)."""
+    """Ids retried, and for each id that was not, why (``{id: reason}``).
+
+    ``resumed``: workflow jobs cancelled because of a retried job that wait again;
+    ``kept_cancelled``: those left cancelled, another parent still running or failed."""
 
     retried: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
+    resumed: int = 0
+    kept_cancelled: int = 0
 
 
 @dataclass(slots=True)
@@ -128,6 +133,8 @@ class RetryFailedResult:
     retried: int = 0
     skipped: int = 0
     batches: int = 0
+    resumed: int = 0  # workflow jobs waiting again (see RetryResult)
+    kept_cancelled: int = 0
 
 
 def queue_stats(conn: Connection) -> list[QueueStats]:
@@ -177,9 +184,11 @@ def retry_jobs(
     """
     result = RetryResult()
     for batch in _batches(check_job_ids(ids), check_batch_size(batch_size)):
-        rows = _with_unique_retries(
+        rows, resumed, kept = _with_unique_retries(
             conn, store.retry_jobs(ids=batch, now=now), lambda rows: [row[0] for row in rows]
         )
+        result.resumed += resumed
+        result.kept_cancelled += kept
         done = [row[0] for row in rows]
         result.retried += done
         result.skipped.update(_explain(conn, batch, done, _retry_reason))
@@ -215,9 +224,10 @@ def retry_failed(
         statement = store.retry_failed_jobs(
             after_id=after_id, limit=size, queue=queue, task=task, now=now
         )
-        last_id, picked, retried, _, _ = _with_unique_retries(
-            conn, statement, lambda rows: list(rows[0][4])
-        )[0]
+        rows, resumed, kept = _with_unique_retries(conn, statement, lambda rows: list(rows[0][4]))
+        last_id, picked, retried, _, _ = rows[0]
+        result.resumed += resumed
+        result.kept_cancelled += kept
         if picked == 0:
             return result
         result.batches += 1
@@ -302,19 +312,21 @@ def _with_unique_retries(
     conn: Connection,
     statement: store.Statement,
     retried_ids: Callable[[list[store.Row]], list[int]],
-) -> list[store.Row]:
+) -> tuple[list[store.Row], int, int]:
     """Run a retry statement in its own transaction, again if a unique key race aborted it.
 
     In the same transaction, the retried jobs' workflows resume: the jobs cancelled because
-    these failed wait again (``retried_ids`` picks the ids out of the statement's rows)."""
+    these failed wait again (``retried_ids`` picks the ids out of the statement's rows).
+    Returns the statement's rows and how many such jobs resumed and stayed cancelled."""
     for _ in range(UNIQUE_RACE_RETRIES):
         try:
             with conn.transaction():
                 rows = store.fetch(conn, statement)
                 ids = retried_ids(rows) if rows else []
-                if ids:
-                    store.fetch(conn, store.restore_dependents(ids=ids))
-                return rows
+                if not ids:
+                    return rows, 0, 0
+                ((resumed, kept),) = store.fetch(conn, store.restore_dependents(ids=ids))
+                return rows, int(resumed), int(kept)
         except psycopg.errors.UniqueViolation:
             continue
     raise PgqError(

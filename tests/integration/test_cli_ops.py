@@ -282,6 +282,8 @@ def test_retry_json_reports_what_was_retried_and_what_was_not(db_url: str, conn:
             {"id": running, "reason": "is running; only failed or cancelled jobs can be retried"},
             {"id": 99999, "reason": "not found"},
         ],
+        "resumed": 0,
+        "kept_cancelled": 0,
     }
 
 
@@ -301,7 +303,13 @@ def test_retry_failed_with_filters_in_batches_with_progress(db_url: str, conn: C
     run = pgq(db_url, *args, "--json")
 
     assert run.code == 0
-    assert run.json() == {"retried": 5, "skipped": 0, "batches": 3}
+    assert run.json() == {
+        "retried": 5,
+        "skipped": 0,
+        "batches": 3,
+        "resumed": 0,
+        "kept_cancelled": 0,
+    }
     # Not a terminal: the bar's last state only, with its total.
     (bar,) = run.err.strip().splitlines()
     assert bar.startswith("retrying failed jobs") and "5/5" in bar, run.err
@@ -381,7 +389,10 @@ def test_cancel_and_retry_through_the_installed_script(db_url: str, conn: Conn) 
 
     assert (cancel.code, cancel.out) == (1, f"cancelled 1 job: {queued}\n")
     assert cancel.one_error_line().startswith(f"pgq: job {finished}: is succeeded")
-    assert (retry.code, retry.json()) == (0, {"retried": [queued], "skipped": []})
+    assert (retry.code, retry.json()) == (
+        0,
+        {"retried": [queued], "skipped": [], "resumed": 0, "kept_cancelled": 0},
+    )
     assert bad.code == 2
 
 

@@ -79,7 +79,7 @@ def test_retrying_the_failed_member_resumes_the_workflow(
 
     flaky["broken"]["on"] = False
     result = admin.retry_jobs(conn, [flow.job_ids[0]])
-    assert result.retried == [flow.job_ids[0]]
+    assert (result.retried, result.resumed, result.kept_cancelled) == ([flow.job_ids[0]], 2, 0)
     # The cancelled dependents wait again, each for the one job retried or restored before it.
     rows = conn.execute(
         "SELECT state::text, parents_pending, finished_at FROM pgq.jobs WHERE id = ANY(%s) "
@@ -102,7 +102,8 @@ def test_retry_failed_resumes_workflows_too(
     run_burst(db_url, reg)
     flaky["broken"]["on"] = False
 
-    admin.retry_failed(conn)
+    code, out, _ = cli(db_url, "retry", "--failed")
+    assert code == 0 and "resumed 1 workflow job: waiting for their parents again" in out
     run_burst(db_url, reg)
 
     assert states(conn, flow.job_ids) == ["succeeded", "succeeded"]
@@ -216,7 +217,9 @@ def test_waiting_jobs_show_in_stats_and_jobs(db_url: str, conn: Conn) -> None:
     assert [job["id"] for job in json.loads(out)] == [flow.last_id]
 
 
-def test_a_dependent_of_a_still_running_member_stays_cancelled_on_retry(conn: Conn) -> None:
+def test_a_dependent_of_a_still_running_member_stays_cancelled_on_retry(
+    db_url: str, conn: Conn
+) -> None:
     flow = (
         pgq.group([pgq.JobSpec("ops.fails"), pgq.JobSpec("ops.runs")])
         .then(pgq.JobSpec("ops.callback"))
@@ -229,7 +232,9 @@ def test_a_dependent_of_a_still_running_member_stays_cancelled_on_retry(conn: Co
 
     # Its finish may be in flight with a snapshot in which the callback is cancelled: the
     # callback is not restored while that member runs (docs/workflows.md, "Failure").
-    admin.retry_jobs(conn, [failed])
+    code, out, _ = cli(db_url, "retry", str(failed))
+    assert code == 0
+    assert "left 1 workflow job cancelled: another of their parents is running" in out
     assert states(conn, flow.job_ids) == ["queued", "running", "cancelled"]
 
 

@@ -193,9 +193,18 @@ def retry(
     with _database(database_url) as conn:
         result = admin.retry_jobs(conn, ids)
     if as_json:
-        _print_json({"retried": result.retried, "skipped": _skipped_json(result.skipped)})
-    elif result.retried:
-        typer.echo(f"retried {_count(result.retried, 'job')}: {_id_list(result.retried)}")
+        _print_json(
+            {
+                "retried": result.retried,
+                "skipped": _skipped_json(result.skipped),
+                "resumed": result.resumed,
+                "kept_cancelled": result.kept_cancelled,
+            }
+        )
+    else:
+        if result.retried:
+            typer.echo(f"retried {_count(result.retried, 'job')}: {_id_list(result.retried)}")
+        _echo_resumed(result.resumed, result.kept_cancelled)
     _exit_if_skipped(result.skipped)
 
 
@@ -377,6 +386,17 @@ def _retry_failed(
     typer.echo(f"retried {_count(result.retried, 'failed job')}")
     if result.skipped:
         typer.echo(f"left {result.skipped} failed: a queued or running job holds their unique key")
+    _echo_resumed(result.resumed, result.kept_cancelled)
+
+
+def _echo_resumed(resumed: int, kept: int) -> None:
+    if resumed:
+        typer.echo(f"resumed {_count(resumed, 'workflow job')}: waiting for their parents again")
+    if kept:
+        typer.echo(
+            f"left {_count(kept, 'workflow job')} cancelled: another of their parents is "
+            "running or failed; retry again once it has finished (pgq workflow ID shows it)"
+        )
 
 
 @contextlib.contextmanager
