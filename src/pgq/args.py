@@ -302,14 +302,20 @@ class _Signature:
     any_keyword: bool  # the function takes **kwargs
     positional_only: frozenset[str]  # names only a positional argument can fill
     problem: str | None  # why no call with keyword arguments can work, if none can
+    binds_any: bool = False  # every dict of keyword arguments binds
 
     def check(self, args: Mapping[str, Any]) -> str | None:
         """Why ``args`` do not bind, or None."""
+        if self.binds_any and type(args) is dict:
+            return None  # **kwargs and nothing required: the common no-op of benchmarks
         if type(args) is not dict and (problem := _not_a_mapping(args)) is not None:
             return problem
         if self.problem is not None:
             return self.problem
         given = args.keys()
+        # The usual case, without building a set: every name taken, every required one given.
+        if (self.any_keyword or given <= self.accepted) and self.required.issubset(given):
+            return None
         # An unexpected name first, as Python does: it is often the missing one misspelt.
         unexpected = () if self.any_keyword else given - self.accepted
         if not unexpected:
@@ -397,13 +403,15 @@ def _describe(func: Callable[..., Any], pass_context: bool) -> _Signature | None
             f"{name}() parameter {needed[0]!r} is positional-only, and pgq passes arguments "
             "by keyword; remove the '/' from its signature"
         )
+    any_keyword = any(p.kind is _VAR_KEYWORD for p in params)
     return _Signature(
         name=name,
         accepted=frozenset(accepted),
         required=frozenset(required),
-        any_keyword=any(p.kind is _VAR_KEYWORD for p in params),
+        any_keyword=any_keyword,
         positional_only=frozenset(positional_only),
         problem=problem,
+        binds_any=any_keyword and not required and problem is None,
     )
 
 
