@@ -35,6 +35,7 @@ DEFAULT_SCENARIOS = (
     "pgbouncer",  # skipped (with the reason) where the pgbouncer binary is missing
     "dashboard",  # skipped (with the reason) without the web extra
     "process_pool",
+    "schedules",
 )
 # Run only when asked by name: the soak takes 20 minutes, the peers need their own venv.
 EXTRA_SCENARIOS = ("soak", "peers")

@@ -16,6 +16,7 @@ the Unix epoch, so every worker computes the same ticks whenever it started.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -40,7 +41,10 @@ GRACE_PERIODS_DEFAULT = 2  # overdue after this many periods without a success
 # The period of a cron expression, for the default grace: the longest gap between its next
 # ticks (so a weekday-only schedule is not overdue every Sunday).
 PERIOD_SAMPLE_TICKS = 20
+PERIOD_SAMPLE_SPAN = timedelta(days=8)
 EVERY_MIN = timedelta(seconds=1)
+# due_and_next walks this many missed ticks from the last one before it jumps ahead.
+FORWARD_STEPS_MAX = 64
 NAME_MAX_LENGTH = 255
 # The usual aliases, spelled as cron expressions (cronsim reads the five fields only).
 CRON_ALIASES = {
@@ -97,7 +101,9 @@ class Schedule:
     def job_max_attempts(self) -> int:
         return self.max_attempts if self.max_attempts is not None else self.task.max_attempts
 
-    @property
+    # Cached (the dataclass is frozen; cached_property writes the instance dict directly):
+    # the scheduler asks on every pass, and a cron period takes 20 cronsim steps.
+    @functools.cached_property
     def grace_period(self) -> timedelta:
         """How long without a success before the schedule is overdue."""
         return self.grace if self.grace is not None else GRACE_PERIODS_DEFAULT * self.period()
@@ -107,7 +113,15 @@ class Schedule:
         if self.every is not None:
             return self.every
         start = datetime(2001, 1, 1, tzinfo=UTC)  # a fixed start: the hash must not drift
-        ticks = _take(self.ticks_after(start), PERIOD_SAMPLE_TICKS + 1)
+        ticks: list[datetime] = []
+        for tick in self.ticks_after(start):
+            ticks.append(tick)
+            # Enough ticks to see a week's gaps (a weekday-only schedule's weekend); a
+            # yearly one stops at three instead of stepping through twenty years.
+            if len(ticks) > PERIOD_SAMPLE_TICKS or (
+                len(ticks) >= 3 and tick - ticks[0] > PERIOD_SAMPLE_SPAN
+            ):
+                break
         return max(b - a for a, b in itertools.pairwise(ticks))
 
     def ticks_after(self, after: datetime) -> Iterator[datetime]:
@@ -131,17 +145,32 @@ class Schedule:
         """The ticks to enqueue at ``now``: those after ``after`` and not after ``now``, at
         most ``catch_up`` of them, the most recent ones, oldest first.
 
-        ``after`` is the last tick enqueued (or when the schedule became active). The
-        search starts from a point just before the ``catch_up`` most recent ticks, so a
-        schedule down for days costs ``catch_up`` steps, not one per missed tick.
+        ``after`` is the last tick enqueued (or when the schedule became active).
         """
-        start = max(after, self._catch_up_start(now))
+        return self.due_and_next(after, now)[0]
+
+    def due_and_next(self, after: datetime, now: datetime) -> tuple[list[datetime], datetime]:
+        """``due_ticks(after, now)`` and the first tick after ``now``, in one iteration.
+
+        A pass usually finds one tick due, or none: the ticks are walked from ``after``.
+        After a long outage (more than ``FORWARD_STEPS_MAX`` missed ticks) the walk starts
+        just before the ``catch_up`` most recent ticks instead, so a schedule down for days
+        costs ``catch_up`` steps, not one per missed tick.
+        """
         due: list[datetime] = []
+        for steps, tick in enumerate(self.ticks_after(after)):
+            if tick > now:
+                return due[-self.catch_up :], tick
+            due.append(tick)
+            if steps >= FORWARD_STEPS_MAX:
+                break
+        start = max(after, self._catch_up_start(now))
+        due = []
         for tick in self.ticks_after(start):
             if tick > now:
-                break
+                return due[-self.catch_up :], tick
             due.append(tick)
-        return due[-self.catch_up :]
+        raise AssertionError("unreachable: ticks_after never ends")
 
     def _catch_up_start(self, now: datetime) -> datetime:
         """A time before the ``catch_up`` most recent ticks up to ``now``."""
@@ -160,6 +189,7 @@ class Schedule:
             return _EPOCH
         return earliest - _SECOND
 
+    @functools.cached_property
     def definition_hash(self) -> str:
         """A digest of everything that decides what and when this schedule enqueues."""
         text = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
@@ -384,6 +414,3 @@ def _seconds_text(every: timedelta) -> str:
     seconds = every.total_seconds()
     return f"{seconds:g}s"
 
-
-def _take(ticks: Iterator[datetime], n: int) -> list[datetime]:
-    return [next(ticks) for _ in range(n)]

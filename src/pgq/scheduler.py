@@ -131,18 +131,30 @@ def sync(
     )
     changes = {name: change for name, change in rows}
     for name, change in changes.items():
-        log.info("schedule %s %s", name, change)
+        log.debug("schedule %s %s", name, change)
+    counts = {change: list(changes.values()).count(change) for change in set(changes.values())}
+    log.info(
+        "schedules: %d defined here%s",
+        len(definitions),
+        "".join(f", {n} {change}" for change, n in sorted(counts.items())) or ", none changed",
+    )
     return changes
 
 
 def run_once(
-    conn: psycopg.Connection[Any], schedules: Iterable[Schedule], now: datetime | None = None
+    conn: psycopg.Connection[Any],
+    schedules: Iterable[Schedule],
+    now: datetime | None = None,
+    *,
+    memo: dict[tuple[str, datetime], datetime] | None = None,
 ) -> TickResult:
     """Enqueue every due tick of ``schedules`` that nobody enqueued yet, as of ``now``
     (default: the database's now()). Two statements when something is due, one otherwise.
 
     A schedule whose row is missing (run [`sync`][pgq.scheduler.sync] first), inactive,
-    or defined differently by the worker that synced last is left alone.
+    or defined differently by the worker that synced last is left alone. ``memo`` (a dict
+    the caller keeps between passes) remembers each schedule's next tick, so a pass over
+    schedules that are not due computes nothing.
     """
     by_name = {s.name: s for s in schedules}
     if not by_name:
@@ -151,16 +163,22 @@ def run_once(
     db_now: datetime = rows[0][-1] if rows else _database_now(conn, now)
     ticks: list[dict[str, Any]] = []
     upcoming: list[datetime] = []
+    known, memo = dict(memo or {}), memo if memo is not None else {}
+    memo.clear()
     for name, definition_hash, active, active_since, last_tick_at, _ in rows:
         definition = by_name[name]
-        if not active or definition_hash != definition.definition_hash():
+        if not active or definition_hash != definition.definition_hash:
             continue
         after = active_since if last_tick_at is None else max(last_tick_at, active_since)
-        due = definition.due_ticks(after, db_now)
-        following = definition.next_tick(due[-1] if due else after)
-        upcoming.append(following)
+        following = known.get((definition_hash, after))
+        due: list[datetime] = []
+        if following is None or following <= db_now:
+            due, following = definition.due_and_next(after, db_now)
         if due:
             ticks.append(_tick_json(name, last_tick_at, definition_hash, due, following))
+            after = due[-1]  # what the row will say if this pass wins
+        memo[(definition_hash, after)] = following
+        upcoming.append(following)
     enqueued: dict[str, int] = {}
     skipped: list[str] = []
     if ticks:
@@ -250,6 +268,7 @@ class _Loop:
     pgbouncer: bool | None
     failures: int = 0
     next_overdue_check: float = 0.0  # time.monotonic()
+    memo: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
 
     def serve(self) -> None:
         with db.connect(
@@ -259,7 +278,7 @@ class _Loop:
             if self.failures:
                 log.info("scheduler: connected again after %d failed tries", self.failures)
             while not self.stop.is_set():
-                result = run_once(conn, self.schedules)
+                result = run_once(conn, self.schedules, memo=self.memo)
                 self._check_overdue(conn)
                 self.failures = 0
                 if self.on_pass is not None:
@@ -286,7 +305,7 @@ class _Loop:
 
 def _definition_json(schedule: Schedule, now: datetime) -> dict[str, Any]:
     definition = schedule.definition()
-    definition["definition_hash"] = schedule.definition_hash()
+    definition["definition_hash"] = schedule.definition_hash
     definition["next_tick_at"] = schedule.next_tick(now).isoformat()
     return definition
 

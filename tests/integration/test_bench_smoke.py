@@ -180,3 +180,17 @@ def test_quick_process_pool_compares_the_pools_in_one_run(pg_server: devdb.Serve
     assert lines["drain_process"]["ratio"] > 0
     assert all(line["per_s"] > 0 for line in lines.values())
     assert all(line["rss_mib"] > 0 for v, line in lines.items() if v.startswith("child_"))
+
+
+def test_quick_schedules_counts_a_due_minute_and_drains_with_schedules_loaded(
+    pg_server: devdb.Server,
+) -> None:
+    done = run_quick(pg_server, "schedules")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = {line["variant"]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert set(lines) == {"due_each_minute", "drain_loaded"}, done.stdout
+    due = lines["due_each_minute"]
+    # One pass per minute: the list and the tick statement; a loser sends only the list.
+    assert (due["statements_per_minute"], due["loser_statements_per_minute"]) == (2, 1)
+    assert due["jobs_per_minute"] == due["n"]
+    assert lines["drain_loaded"]["ratio_vs_none"] > 0

@@ -166,14 +166,14 @@ def test_default_grace_is_two_periods() -> None:
 
 def test_the_definition_hash_changes_with_what_is_enqueued_and_when() -> None:
     base = define(cron="0 * * * *", args={"kind": "a"})
-    assert base.definition_hash() == define(cron="0 * * * *", args={"kind": "a"}).definition_hash()
+    assert base.definition_hash == define(cron="0 * * * *", args={"kind": "a"}).definition_hash
     for other in (
         define(cron="5 * * * *", args={"kind": "a"}),
         define(cron="0 * * * *", args={"kind": "b"}),
         define(cron="0 * * * *", args={"kind": "a"}, timezone="Europe/Paris"),
         define(cron="0 * * * *", args={"kind": "a"}, queue="other"),
     ):
-        assert other.definition_hash() != base.definition_hash()
+        assert other.definition_hash != base.definition_hash
 
 
 # --- definitions ------------------------------------------------------------------------------

@@ -17,9 +17,8 @@
 -- lookup) is still queued or running, the ticks are consumed without a job and counted
 -- in skipped_ticks. The ticks of one pass (catch-up) are enqueued together.
 --
--- Each job's run_at is its tick, so a task can read the tick it runs for. Ids come from
--- the jobs' sequence so that each schedule learns its jobs' ids (RETURNING cannot name the
--- schedule a row came from). One NOTIFY per queue, delivered at COMMIT like enqueue's.
+-- Each job's run_at is its tick, so a task can read the tick it runs for. One NOTIFY per
+-- queue, delivered at COMMIT like enqueue's.
 -- Returns (name, enqueued, skipped, last_job_id) per schedule advanced.
 WITH input AS (
     SELECT *
@@ -38,51 +37,45 @@ WITH input AS (
       AND i.ticks[1] > coalesce(s.last_tick_at, '-infinity')
       AND i.ticks[cardinality(i.ticks)] <= coalesce(%(now)s::timestamptz, now())
     FOR UPDATE OF s
-), previous AS MATERIALIZED (
-    SELECT w.name, j.state, coalesce(j.finished_at, j.started_at, j.created_at) AS at,
-           j.finished_at
-    FROM won AS w
-    JOIN pgq.jobs AS j ON j.id = w.last_job_id
 ), decided AS MATERIALIZED (
-    SELECT w.*, (w.overlap = 'skip' AND coalesce(p.state IN ('queued', 'running'), false))
-           AS skip
+    -- One row per schedule won, with everything the writes below need, so nothing joins
+    -- two CTEs (PostgreSQL guesses one row for jsonb_to_recordset, and would nest-loop
+    -- such a join: 1,000 schedules cost 1,000,000 comparisons). The previous tick's job is
+    -- a primary-key lookup. The new jobs' ids come from the jobs' sequence, in tick order
+    -- (RETURNING cannot name the schedule a row came from).
+    SELECT w.*, j.state AS previous_state,
+           coalesce(j.finished_at, j.started_at, j.created_at) AS previous_at,
+           j.finished_at AS previous_finished_at,
+           CASE WHEN w.overlap = 'skip' AND j.state IN ('queued', 'running') THEN NULL
+                ELSE ARRAY(SELECT nextval('pgq.jobs_id_seq') FROM unnest(w.ticks)) END AS ids
     FROM won AS w
-    LEFT JOIN previous AS p ON p.name = w.name
-), numbered AS MATERIALIZED (
-    -- nextval() in the outer query runs in the inner query's order: ids follow ticks.
-    SELECT o.name, o.tick, nextval('pgq.jobs_id_seq') AS id
-    FROM (SELECT d.name, t.tick
-          FROM decided AS d
-          CROSS JOIN LATERAL unnest(d.ticks) AS t(tick)
-          WHERE NOT d.skip
-          ORDER BY d.name, t.tick) AS o
+    LEFT JOIN pgq.jobs AS j ON j.id = w.last_job_id
 ), inserted AS (
     INSERT INTO pgq.jobs (id, queue, task, args, priority, run_at, max_attempts)
     OVERRIDING SYSTEM VALUE
-    SELECT n.id, d.queue, d.task, d.args, d.priority, n.tick, d.max_attempts
-    FROM numbered AS n
-    JOIN decided AS d ON d.name = n.name
+    SELECT t.id, d.queue, d.task, d.args, d.priority, t.tick, d.max_attempts
+    FROM decided AS d
+    CROSS JOIN LATERAL unnest(d.ids, d.ticks) AS t(id, tick)
+    WHERE d.ids IS NOT NULL
     RETURNING id, queue
 ), advanced AS (
     UPDATE pgq.schedules AS s
     SET last_tick_at = d.ticks[cardinality(d.ticks)],
         next_tick_at = d.next_tick_at,
-        last_job_id = coalesce(n.last_id, s.last_job_id),
-        last_enqueued_at = CASE WHEN n.last_id IS NOT NULL THEN now()
-                                ELSE s.last_enqueued_at END,
-        last_skipped_at = CASE WHEN d.skip THEN now() ELSE s.last_skipped_at END,
-        skipped_ticks = s.skipped_ticks + CASE WHEN d.skip THEN cardinality(d.ticks) ELSE 0 END,
-        last_outcome = coalesce(p.state::text, s.last_outcome),
-        last_outcome_at = coalesce(p.at, s.last_outcome_at),
-        last_success_at = CASE WHEN p.state = 'succeeded'
-                               THEN greatest(s.last_success_at, p.finished_at)
+        last_job_id = coalesce(d.ids[cardinality(d.ids)], s.last_job_id),
+        last_enqueued_at = CASE WHEN d.ids IS NOT NULL THEN now() ELSE s.last_enqueued_at END,
+        last_skipped_at = CASE WHEN d.ids IS NULL THEN now() ELSE s.last_skipped_at END,
+        skipped_ticks = s.skipped_ticks
+            + CASE WHEN d.ids IS NULL THEN cardinality(d.ticks) ELSE 0 END,
+        last_outcome = coalesce(d.previous_state::text, s.last_outcome),
+        last_outcome_at = coalesce(d.previous_at, s.last_outcome_at),
+        last_success_at = CASE WHEN d.previous_state = 'succeeded'
+                               THEN greatest(s.last_success_at, d.previous_finished_at)
                                ELSE s.last_success_at END
     FROM decided AS d
-    LEFT JOIN (SELECT name, count(*) AS jobs, max(id) AS last_id
-               FROM numbered GROUP BY name) AS n ON n.name = d.name
-    LEFT JOIN previous AS p ON p.name = d.name
     WHERE s.name = d.name
-    RETURNING s.name, coalesce(n.jobs, 0) AS enqueued, d.skip AS skipped, s.last_job_id
+    RETURNING s.name, coalesce(cardinality(d.ids), 0) AS enqueued, d.ids IS NULL AS skipped,
+              s.last_job_id
 )
 SELECT a.name, a.enqueued, a.skipped, a.last_job_id,
        (SELECT count(pg_notify('pgq', q.queue))
