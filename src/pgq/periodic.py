@@ -413,4 +413,3 @@ def _cron_text(cron: str) -> str:
 def _seconds_text(every: timedelta) -> str:
     seconds = every.total_seconds()
     return f"{seconds:g}s"
-
