@@ -47,6 +47,7 @@ PAGES = {
     "failures": "/failures",
     "failures_q3": "/failures?queue=q3",
     "workers": "/workers",
+    "limits": "/limits",
     "schedules": "/schedules",
     "workflows": "/workflows",
     "workflow": "/workflows/{workflow}",  # one of the WORKFLOWS below, half done

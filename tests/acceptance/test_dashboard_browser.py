@@ -180,6 +180,7 @@ def test_every_page_loads_in_the_browser(
         "failures": "/failures",
         **{f"job-{state}": f"/jobs/{getattr(seeded, state)}" for state in states},
         "workers": "/workers",
+        "limits": "/limits",
         "schedules": "/schedules",
         "workflows": "/workflows",
         "workflow": f"/workflows/{flow.id}",

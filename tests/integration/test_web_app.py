@@ -372,3 +372,13 @@ def test_behind_a_proxy_that_strips_the_prefix_links_keep_it(db_url: str, seeded
         assert page.status == 200
         assert f'href="/pgq/jobs/{seeded.failed}"' in page.body
         assert 'href="/pgq/static/pgq.css"' in page.body
+
+
+def test_the_limits_page_shows_keys_and_pauses(read_only: str, conn: Conn) -> None:
+    conn.execute("TRUNCATE pgq.concurrency_keys")
+    assert "No queue is paused" in request("GET", read_only + "/limits").body
+    limits.pause_queue(conn, "mail")
+    conn.execute("INSERT INTO pgq.concurrency_keys (key, max_active, active) VALUES ('api', 5, 2)")
+    page = request("GET", read_only + "/limits")
+    assert page.status == 200
+    assert 'id="key-api"' in page.body and 'href="/jobs?queue=mail"' in page.body

@@ -15,7 +15,7 @@ import pytest
 from tests.web_support import add_job, add_worker, error, seed_every_state
 
 import pgq
-from pgq import devdb, limits, migrate, scheduler
+from pgq import devdb, limits, migrate, scheduler, store
 from pgq.errors import OptionError, QueueNameError, TaskNameError
 from pgq.periodic import ScheduleRegistry, schedule
 from pgq.registry import Registry
@@ -242,3 +242,25 @@ def test_workers_with_their_running_jobs_and_orphaned_queued_jobs(conn: Conn) ->
     orphaned = {(o.queue, o.task): o.queued for o in page.orphaned}
     assert orphaned[("default", "tests.web.task")] == 2  # no worker serves default
     assert ("mail", "tests.web.task") in orphaned  # worker-1 serves mail, not this task
+
+
+@pgq.task(registry=Registry(), queue="stripe", concurrency_limit=1, concurrency_key="stripe")
+def charge(order: int) -> None:
+    pass
+
+
+def test_limits_show_paused_queues_and_each_keys_use(conn: Conn) -> None:
+    conn.execute("TRUNCATE pgq.concurrency_keys")
+    for order in range(4):
+        charge.enqueue(conn, order=order)
+    for _ in range(2):  # a worker's promotion passes: the key's row, then its free slot
+        store.fetch(conn, store.unblock_jobs(limit=100))
+    limits.pause_queue(conn, "stripe", reason="card provider down")
+    page = queries.limits_page(conn)
+    assert [(p.queue, p.reason) for p in page.paused] == [("stripe", "card provider down")]
+    (key,) = page.keys
+    assert (key.key, key.max_active, key.active, key.blocked) == ("stripe", 1, 1, 3)
+    blocked = queries.list_jobs(conn, queries.JobFilter(state="blocked"))
+    assert key.oldest_blocked_id == min(j.id for j in blocked.jobs)
+    detail = queries.get_job(conn, key.oldest_blocked_id)
+    assert detail is not None and detail.concurrency_key == "stripe"

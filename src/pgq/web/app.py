@@ -173,6 +173,7 @@ class Dashboard:
             Route("/runs/{run_id}", page(self.run), name="run"),
             Route("/schedules", page(self.schedules), name="schedules"),
             Route("/workers", page(self.workers), name="workers"),
+            Route("/limits", page(self.limits), name="limits"),
             Route("/workflows", page(self.workflows), name="workflows"),
             Route("/workflows/{workflow_id}", page(self.workflow), name="workflow"),
             Route("/jobs/{job_id}/retry", action(self.retry_job), methods=["POST"]),
@@ -332,6 +333,10 @@ class Dashboard:
     async def workers(self, request: Request) -> Response:
         found = await self.read(queries.workers)
         return self.render(request, "workers.html", workers=found, page="workers")
+
+    async def limits(self, request: Request) -> Response:
+        found = await self.read(queries.limits_page)
+        return self.render(request, "limits.html", limits=found, page="limits")
 
     async def schedules(self, request: Request) -> Response:
         rows = await self.read(queries.schedules)

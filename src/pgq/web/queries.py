@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from pgq import admin, options, store, worker_registry
+from pgq import admin, limits, options, store, worker_registry
 from pgq.errors import ValidationError
 from pgq.web import store as web_store
 
@@ -33,6 +33,7 @@ WORKFLOWS_LIMIT = 100
 WORKFLOW_MEMBERS_LIMIT = 1000  # a workflow page lists at most this many jobs
 RELATIVES_LIMIT = 100  # parents, and children, listed on a job's page
 RUNNING_LIMIT = 1000  # running jobs listed on the workers page
+LIMIT_KEYS_LIMIT = 500  # concurrency keys listed on the limits page
 # The charts: the last hour by minute, the last day by hour.
 HOUR_CHART = (60, 60)  # bucket width in seconds, buckets
 DAY_CHART = (3600, 24)
@@ -166,7 +167,7 @@ KNOWN_COLUMNS = frozenset(
         *("id", "queue", "task", "state", "priority", "attempts", "max_attempts", "run_at"),
         *("created_at", "started_at", "finished_at", "worker_id", "lease_token"),
         *("lease_expires_at", "cancel_requested", "unique_key", "args", "errors", "result"),
-        *("workflow_id", "parents_pending", "has_dependents", "waited"),
+        *("workflow_id", "parents_pending", "has_dependents", "waited", "concurrency_key"),
     }
 )
 
@@ -197,6 +198,7 @@ class JobDetail:
     has_result: bool = False
     result: Any = None
     workflow_id: int | None = None
+    concurrency_key: str | None = None
     parents: list[Relative] = field(default_factory=list)
     children: list[Relative] = field(default_factory=list)
     other: dict[str, Any] = field(default_factory=dict)
@@ -320,6 +322,7 @@ def get_job(conn: Connection, job_id: int) -> JobDetail | None:
         has_result="result" in row,
         result=row.get("result"),
         workflow_id=row.get("workflow_id"),
+        concurrency_key=row.get("concurrency_key"),
         parents=[Relative(*r[1:]) for r in relatives if r[0] == "parent"],
         children=[Relative(*r[1:]) for r in relatives if r[0] == "child"],
         other={name: value for name, value in row.items() if name not in KNOWN_COLUMNS},
@@ -493,6 +496,36 @@ def workers(conn: Connection) -> WorkersPage:
         unregistered=unregistered,
         orphaned=worker_registry.orphaned_jobs(conn),
         truncated=len(rows) > RUNNING_LIMIT,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyKey:
+    """One concurrency key: its limit, the slots in use, and the jobs blocked on it."""
+
+    key: str
+    max_active: int
+    active: int
+    blocked: int
+    oldest_blocked_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsPage:
+    """The limits page: paused queues and concurrency keys (blocked ones first)."""
+
+    paused: list[limits.QueuePause]
+    keys: list[ConcurrencyKey]
+    truncated: bool
+
+
+def limits_page(conn: Connection) -> LimitsPage:
+    """Paused queues (``pgq.queue_pauses``) and each concurrency key's use."""
+    rows = store.fetch(conn, web_store.select_limits(limit=LIMIT_KEYS_LIMIT + 1))
+    return LimitsPage(
+        paused=limits.paused_queues(conn),
+        keys=[ConcurrencyKey(*row) for row in rows[:LIMIT_KEYS_LIMIT]],
+        truncated=len(rows) > LIMIT_KEYS_LIMIT,
     )
 
 

@@ -83,3 +83,9 @@ def select_running(*, limit: int) -> Statement:
     """``(id, queue, task, worker_id, attempt, started_at, running_seconds,
     lease_left_seconds, cancel_requested)`` of the running jobs, longest running first."""
     return Statement("dashboard_running_select", locals())
+
+
+def select_limits(*, limit: int) -> Statement:
+    """``(key, max_active, active, blocked, oldest_blocked_id)`` per concurrency key, keys
+    with blocked jobs first."""
+    return Statement("dashboard_limits", locals())
