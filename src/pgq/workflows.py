@@ -26,7 +26,7 @@ from pgq import store
 from pgq.admin import CancelResult, cancel_jobs, check_job_id
 from pgq.errors import OptionError
 from pgq.registry import JobSpec, TaskCall
-from pgq.rows import UNIQUE_KEY, Row, checked_rows, json_text
+from pgq.rows import UNIQUE_KEY, Row, checked_rows, concurrency_all, json_text
 
 Step: TypeAlias = "JobSpec | Chain | Group"
 OnFailure = Literal["cancel", "run"]
@@ -263,7 +263,16 @@ def _add(step: Step, parents: tuple[int, ...], always: bool, nodes: list[_Node])
 def _checked_rows(nodes: Sequence[_Node]) -> list[Row]:
     # enqueue_many's checks (each distinct option set once), the same errors, prefixed
     # with the job's position in the workflow's order.
-    rows = checked_rows(node.spec for node in nodes)
+    specs = [node.spec for node in nodes]
+    rows = checked_rows(specs)
+    limited = concurrency_all(specs)
+    if limited is not None:
+        position = next(i for i, found in enumerate(limited) if found is not None)
+        raise OptionError(
+            f"jobs[{position}] ({specs[position].task}): a task with a concurrency limit "
+            "cannot be part of a workflow yet (a waiting job would not take its key's slot "
+            "when released); enqueue it on its own, e.g. from a workflow job's task"
+        )
     for position, row in enumerate(rows):
         if row[UNIQUE_KEY] is not None:
             raise OptionError(

@@ -365,3 +365,12 @@ def test_a_wait_on_a_callback_hears_its_cancellation(
     assert str(flow.last_id) in heard
     with pytest.raises(pgq.JobCancelled):
         pgq.result(conn, flow.last_id)
+
+
+def test_a_concurrency_limited_task_is_refused_in_a_workflow(conn: Conn, reg: Registry) -> None:
+    @pgq.task(name="wf.limited", registry=reg, concurrency_limit=1)
+    def limited() -> None: ...
+
+    with pytest.raises(pgq.OptionError, match=r"jobs\[1\] \(wf.limited\): a task with a con"):
+        pgq.chain(pgq.JobSpec("wf.x"), limited.spec()).enqueue(conn)
+    assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
