@@ -69,13 +69,16 @@ class TickResult:
 
     ``enqueued``: jobs made per schedule this pass won; ``skipped``: schedules whose ticks
     were consumed without a job (overlap policy); ``next_tick_at``: the earliest tick not
-    yet due among the schedules this process may tick (None: none).
+    yet due among the schedules this process may tick (None: none); ``foreign``:
+    schedules this process leaves alone because the worker that synced last defines them
+    differently (another version of the app).
     """
 
     now: datetime
     enqueued: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     next_tick_at: datetime | None = None
+    foreign: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,13 @@ def run_once(
     upcoming: list[datetime] = []
     known, memo = dict(memo or {}), memo if memo is not None else {}
     memo.clear()
+    foreign: list[str] = []
     for name, definition_hash, active, active_since, last_tick_at, _ in rows:
         definition = by_name[name]
-        if not active or definition_hash != definition.definition_hash:
+        if not active:
+            continue
+        if definition_hash != definition.definition_hash:
+            foreign.append(name)
             continue
         after = active_since if last_tick_at is None else max(last_tick_at, active_since)
         following = known.get((definition_hash, after))
@@ -194,7 +201,7 @@ def run_once(
                 )
             else:
                 log.debug("schedule %s: enqueued %d job(s), last %s", name, count, last_job_id)
-    return TickResult(db_now, enqueued, skipped, min(upcoming, default=None))
+    return TickResult(db_now, enqueued, skipped, min(upcoming, default=None), foreign)
 
 
 def check_overdue(
@@ -269,6 +276,7 @@ class _Loop:
     failures: int = 0
     next_overdue_check: float = 0.0  # time.monotonic()
     memo: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
+    told_foreign: set[str] = field(default_factory=set)  # logged once each
 
     def serve(self) -> None:
         with db.connect(
@@ -279,11 +287,22 @@ class _Loop:
                 log.info("scheduler: connected again after %d failed tries", self.failures)
             while not self.stop.is_set():
                 result = run_once(conn, self.schedules, memo=self.memo)
+                self._tell_foreign(result.foreign)
                 self._check_overdue(conn)
                 self.failures = 0
                 if self.on_pass is not None:
                     self.on_pass(result)
                 self.stop.wait(self._sleep(result))
+
+    def _tell_foreign(self, names: list[str]) -> None:
+        for name in sorted(set(names) - self.told_foreign):
+            log.warning(
+                "schedule %s is defined differently by the worker that started last (another "
+                "version of the app?); this worker leaves its ticks to workers with that "
+                "definition until one with this definition starts",
+                name,
+            )
+        self.told_foreign = set(names)
 
     def _sleep(self, result: TickResult) -> float:
         if result.next_tick_at is None:
