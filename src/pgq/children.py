@@ -551,6 +551,8 @@ def _run_one(request: dict[str, Any], config: ChildConfig, stopping: Any) -> dic
     if error_raised is None:
         try:  # the result checked, the task's own transaction committed (runner.settle)
             returned = settle(task, job, ctx, value)
+        except _Terminated:
+            raise  # stopped by the worker: settle rolled back what it had not committed
         except BaseException as exc:
             error_raised = exc
     outcome = outcome_of_call(task, job, ctx, error_raised, returned)

@@ -64,7 +64,7 @@ class JobRun:
     last attempt), ``snoozed`` or ``cancelled``. ``error`` is the entry the attempt added to
     the job's errors (``kind``: the exception's type, ``message``, ``traceback``), and
     ``exception`` the exception the task raised; both None when it raised nothing. ``job``
-    is the job's row after the run.
+    is the job's row after the run (``job.result``: what the task returned, once succeeded).
     """
 
     job_id: int

@@ -59,6 +59,12 @@ async def later(n: int) -> None:
     ran.append(("later", {"n": n}))
 
 
+@pgq.task(name="t.totals", registry=TASKS, pass_context=True)
+def totals(ctx: pgq.JobContext, order_id: int) -> dict[str, int]:
+    ctx.transaction().execute("SELECT 1")  # the task's own transaction works here too
+    return {"order_id": order_id, "total": 42}
+
+
 @pytest.fixture(autouse=True)
 def _forget_runs() -> None:
     ran.clear()
@@ -89,6 +95,18 @@ def test_run_jobs_runs_due_jobs_and_reports_each_attempt(engine: Engine) -> None
         ("send_receipt", {"order_id": 2, "cents": 0}),
     ]
     assert testing.run_jobs(engine, registry=TASKS) == []  # nothing left to do
+
+
+def test_a_runs_job_carries_the_tasks_result(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        job_id = totals.enqueue(session, order_id=5)
+
+    (run,) = testing.run_jobs(engine, registry=TASKS)
+
+    assert (run.job_id, run.outcome) == (job_id, "succeeded")
+    assert run.job.result == {"order_id": 5, "total": 42}
+    with Session(engine) as session:
+        assert pgq.result(session, job_id) == run.job.result
 
 
 def test_a_retry_due_at_once_runs_again_until_its_last_attempt(
