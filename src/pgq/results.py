@@ -28,6 +28,7 @@ import psycopg
 from psycopg import pq
 
 from pgq import store
+from pgq.admin import check_job_id
 from pgq.db import connect, connect_async, pgbouncer_mode
 from pgq.enqueue import run_statement
 from pgq.errors import (
@@ -47,7 +48,6 @@ POLL_FIRST = 0.02
 POLL_GROWTH = 1.5
 POLL_MAX = 1.0
 LISTEN_POLL = 2.0
-JOB_ID_MAX = 2**63 - 1
 
 _PENDING = object()
 
@@ -62,7 +62,7 @@ def result(session: Any, job_id: int) -> Any:
     [`JobFailed`][pgq.JobFailed] (with its last error), [`JobCancelled`][pgq.JobCancelled]
     or [`JobNotFound`][pgq.JobNotFound]; [`wait`][pgq.wait] waits for it instead.
     """
-    checked = _check_job_id(job_id)
+    checked = check_job_id(job_id)
     try:
         statement = store.get_job_result(job_id=checked)
         return run_statement(session, statement, lambda rows: _read(checked, rows))
@@ -109,12 +109,6 @@ def _settled(job_id: int, rows: list[store.Row]) -> Any:
     return _PENDING
 
 
-def _check_job_id(job_id: object) -> int:
-    if isinstance(job_id, bool) or not isinstance(job_id, int) or not 0 < job_id <= JOB_ID_MAX:
-        raise ValidationError(f"a job id is a positive integer, not {job_id!r}")
-    return job_id
-
-
 def _check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
         raise ValidationError(
@@ -128,16 +122,21 @@ class _Pacing:
     """When to read the job again: poll back-off, or the slow fallback under LISTEN."""
 
     listening: bool
-    deadline: float | None  # time.monotonic()
+    timeout: float | None  # seconds
+    deadline: float | None = None  # time.monotonic()
     _next: float = POLL_FIRST
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
 
     def pause(self, job_id: int, state: str) -> float:
         """Seconds to wait before the next read; raises WaitTimeout when time is up."""
         left = None if self.deadline is None else self.deadline - time.monotonic()
         if left is not None and left <= 0:
             raise WaitTimeout(
-                f"job {job_id} did not finish in time (it is {state}); it may still "
-                "finish: wait again, or read it later with pgq.result",
+                f"job {job_id} did not finish within {self.timeout:g}s (it is {state}); it "
+                "may still finish: wait again, or read it later with pgq.result",
                 job_id=job_id,
                 state=state,
             )
@@ -183,9 +182,9 @@ def wait(
         session.commit()
         thumbnail = pgq.wait(url, job_id, timeout=60)
     """
-    checked, limit = _check_job_id(job_id), _check_timeout(timeout)
+    checked, limit = check_job_id(job_id), _check_timeout(timeout)
     with _sync_connection(url_or_connection, pgbouncer) as (conn, listening):
-        pacing = _Pacing(listening, None if limit is None else time.monotonic() + limit)
+        pacing = _Pacing(listening, limit)
         if listening:
             store.fetch(conn, store.listen_finished())
             store.fetch(conn, store.flag_job_waited(job_id=checked))
@@ -244,9 +243,9 @@ async def wait_async(
 
     Takes a URL or a psycopg ``AsyncConnection``; returns and raises as ``wait`` does.
     """
-    checked, limit = _check_job_id(job_id), _check_timeout(timeout)
+    checked, limit = check_job_id(job_id), _check_timeout(timeout)
     async with _async_connection(url_or_connection, pgbouncer) as (conn, listening):
-        pacing = _Pacing(listening, None if limit is None else time.monotonic() + limit)
+        pacing = _Pacing(listening, limit)
         if listening:
             await store.fetch_async(conn, store.listen_finished())
             await store.fetch_async(conn, store.flag_job_waited(job_id=checked))
