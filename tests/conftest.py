@@ -39,7 +39,7 @@ def db_url(migrated_url: str) -> str:
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE pgq.jobs, pgq.queue_pauses, pgq.job_dependencies, pgq.workers, "
-            "pgq.concurrency_keys, pgq.concurrency_wakeups RESTART IDENTITY"
+            "pgq.concurrency_keys, pgq.concurrency_wakeups, pgq.rate_limits RESTART IDENTITY"
         )
     return migrated_url
 

@@ -40,6 +40,7 @@ from pgq.rows import (
     insert_document_limited,
     is_scheduled,
     job_row,
+    rate_of,
 )
 
 Runner = Callable[[store.Statement], list[store.Row]]
@@ -89,7 +90,10 @@ def enqueue(
     if isinstance(task, Task):
         task.bind_args(given)
         spec = replace(
-            task.configure(**chosen).options, args=given, concurrency=task.concurrency_for(given)
+            task.configure(**chosen).options,
+            args=given,
+            concurrency=task.concurrency_for(given),
+            rate=task.rate_for(given),
         )
     else:
         spec = JobSpec(task, given, **chosen)
@@ -100,6 +104,23 @@ def enqueue_spec(session: Any, spec: JobSpec) -> Any:
     """Enqueue one ``JobSpec``; see ``enqueue``."""
     queue, task, args, priority, run_at, delay, max_attempts, unique_key = job_row(spec)
     due_now = run_at is None and delay == 0
+    rated = rate_of(spec)
+    if rated is not None:
+        admitted = store.insert_rated_job(
+            queue=queue,
+            task=task,
+            args=args,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            unique_key=unique_key,
+            rate_key=rated[0],
+            max_starts=rated[1],
+            period=rated[2],
+            notify=NOTIFY_LIMITER.allow(queue),
+        )
+        return run_statement(session, admitted, _first_id)
     limited = concurrency_of(spec)
     if limited is not None:
         blocked = store.insert_blocked_job(
@@ -193,7 +214,7 @@ def enqueue_many(session: Any, jobs: Iterable[JobSpec]) -> Any:
     rows = checked_rows(specs)
     limited = concurrency_all(specs)
     if limited is not None:  # blocked jobs and their wakeups: the INSERT, never the COPY
-        document = insert_document_limited(rows, limited)
+        document = insert_document_limited(rows, limited, [rate_of(spec) for spec in specs])
         return run_statement(session, store.insert_jobs_blocked(jobs=document), _all_ids)
     if len(rows) >= COPY_MIN_JOBS and not any(row[UNIQUE_KEY] for row in rows):
         copied = _copy_many(session, rows)

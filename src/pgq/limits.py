@@ -1,4 +1,4 @@
-"""Flow control across every worker: paused queues, and concurrency limits per key.
+"""Flow control across every worker: paused queues, concurrency and rate limits per key.
 
 A paused queue is a row in ``pgq.queue_pauses``. Workers read the table once per poll
 interval, and again at once when ``pause_queue`` / ``resume_queue`` notify them, and leave
@@ -11,9 +11,11 @@ A task with ``concurrency_limit=N`` has at most N jobs per key holding a slot (q
 running) across every worker; its other jobs wait ``blocked``, outside the claim index,
 and the statement that finishes a job hands its slot to the oldest blocked job of its key.
 The key is the task's name unless ``concurrency_key`` gives a string (shared by every task
-that names it) or a function of the job's arguments. The statements are in ``sql/``
-(job_insert_blocked, concurrency_keys_unblock, job_finish_limited); docs/flow-control.md
-explains the rules.
+that names it) or a function of the job's arguments. A task with ``rate_limit="10/s"``
+has at most 10 jobs per key started in any window of a second; its jobs wait ``blocked``
+too, and a worker's rated claim admits and claims them in one statement. The statements
+are in ``sql/`` (job_insert_blocked, concurrency_keys_unblock, job_finish_limited,
+job_insert_rated, job_claim_rated); docs/flow-control.md explains the rules.
 
 Every function below takes a psycopg connection; with autocommit (what the CLI uses) each call
 is its own transaction, else the change takes effect when the caller commits.
@@ -21,6 +23,7 @@ is its own transaction, else the change takes effect when the caller commits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +44,11 @@ LIMIT_KEY_MAX_CHARS = 255
 UNBLOCK_BATCH_DEFAULT = 1000
 
 ConcurrencyKey = str | Callable[[dict[str, Any]], str]
+RATE_MAX = 1_000_000  # starts per period
+RATE_PERIOD_MAX = 86_400.0  # seconds
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|m|min|h|hour|d|day)\s*")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400,
+                 "day": 86400}  # fmt: skip
 
 Connection = psycopg.Connection[Any]
 
@@ -110,7 +118,9 @@ def check_concurrency(task: str, limit: object, key: object) -> int | None:
     return limit
 
 
-def concurrency_key_of(task: str, key: ConcurrencyKey | None, args: Mapping[str, Any]) -> str:
+def concurrency_key_of(
+    task: str, key: ConcurrencyKey | None, args: Mapping[str, Any], option: str = "concurrency_key"
+) -> str:
     """The key a job of ``task`` with ``args`` is limited under: the task's name when
     ``key`` is None, ``key`` itself when a string, else ``key(args)``. OptionError when the
     function raises or returns something that is not a key."""
@@ -130,7 +140,41 @@ def concurrency_key_of(task: str, key: ConcurrencyKey | None, args: Mapping[str,
 def _checked_key(task: str, key: object) -> str:
     if not isinstance(key, str) or not key or len(key) > LIMIT_KEY_MAX_CHARS or "\x00" in key:
         raise OptionError(
-            f"task {task}: a concurrency key must be a non-empty string of at most "
+            f"task {task}: a limit's key must be a non-empty string of at most "
             f"{LIMIT_KEY_MAX_CHARS} characters without NUL, not {key!r:.100}"
         )
     return key
+
+
+# --- rate limits: the task options ----------------------------------------------------------
+
+
+def check_rate(
+    task: str, rate: object, key: object, concurrency_limit: object
+) -> tuple[int, float] | None:
+    """``rate`` ("10/s", "600/m", "5/10s", "1000/h") as (starts, period seconds), checked for
+    ``@pgq.task(rate_limit=..., rate_key=...)``; TaskRegistrationError naming the problem."""
+    if rate is None:
+        if key is not None:
+            raise TaskRegistrationError(f"task {task}: rate_key needs a rate_limit, e.g. '10/s'")
+        return None
+    if concurrency_limit is not None:
+        raise TaskRegistrationError(
+            f"task {task}: a task takes a rate_limit or a concurrency_limit, not both"
+        )
+    match = _RATE.fullmatch(rate) if isinstance(rate, str) else None
+    if match is None:
+        raise TaskRegistrationError(
+            f"task {task}: rate_limit must look like '10/s', '600/m', '5/10s' or '1000/h', "
+            f"not {rate!r}"
+        )
+    starts, every, unit = int(match[1]), float(match[2] or 1), match[3]
+    period = every * _UNIT_SECONDS[unit]
+    if not 1 <= starts <= RATE_MAX or not 0 < period <= RATE_PERIOD_MAX:
+        raise TaskRegistrationError(
+            f"task {task}: rate_limit {rate!r} needs 1 to {RATE_MAX:,} starts per period of "
+            f"at most a day"
+        )
+    if key is not None and not callable(key):
+        _checked_key(task, key)
+    return starts, period

@@ -37,6 +37,8 @@ class JobSpec:
     unique_key: str | None = None
     # (key, limit) of a task with a concurrency limit; Task.spec() and enqueue() fill it in.
     concurrency: tuple[str, int] | None = None
+    # (key, starts, period seconds) of a task with a rate limit; filled in the same way.
+    rate: tuple[str, int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Task:
     on_failure: Callable[[Any, BaseException | None], None] | None = None
     concurrency_limit: int | None = None
     concurrency_key: limits.ConcurrencyKey | None = None
+    rate_limit: tuple[int, float] | None = None  # (starts, period seconds)
+    rate_key: limits.ConcurrencyKey | None = None
 
     @functools.cached_property
     def is_async(self) -> bool:
@@ -86,6 +90,13 @@ class Task:
             return None
         key = limits.concurrency_key_of(self.name, self.concurrency_key, args)
         return key, self.concurrency_limit
+
+    def rate_for(self, args: Mapping[str, Any]) -> tuple[str, int, float] | None:
+        """``(key, starts, period)`` a job of this task with ``args`` is admitted under, or None."""
+        if self.rate_limit is None:
+            return None
+        key = limits.concurrency_key_of(self.name, self.rate_key, args, "rate_key")
+        return key, *self.rate_limit
 
     def spec(self, **kwargs: Any) -> JobSpec:
         """A [`JobSpec`][pgq.JobSpec] for this task: ``kwargs`` as its arguments, its defaults."""
@@ -128,7 +139,12 @@ class TaskCall:
 
     def spec(self, **kwargs: Any) -> JobSpec:
         self.task.bind_args(kwargs)
-        return replace(self.options, args=kwargs, concurrency=self.task.concurrency_for(kwargs))
+        return replace(
+            self.options,
+            args=kwargs,
+            concurrency=self.task.concurrency_for(kwargs),
+            rate=self.task.rate_for(kwargs),
+        )
 
     def enqueue(self, session: Any, **kwargs: Any) -> Any:
         from pgq.enqueue import enqueue_spec
@@ -185,6 +201,8 @@ def task(
     on_failure: Callable[[Any, BaseException | None], None] | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: limits.ConcurrencyKey | None = None,
+    rate_limit: str | None = None,
+    rate_key: limits.ConcurrencyKey | None = None,
     registry: Registry | None = None,
 ) -> Any:
     """Register a function as a task. Use as ``@pgq.task`` or ``@pgq.task(queue="emails")``.
@@ -198,7 +216,12 @@ def task(
     in enqueue order with N = 1; the others wait ``blocked``. The key is the task's name
     (N for the whole task) unless ``concurrency_key`` is a string (shared by every task
     that gives it, e.g. one for a whole queue) or a function of the job's arguments, e.g.
-    ``lambda args: f"customer:{args['customer_id']}"``. See docs/flow-control.md.
+    ``lambda args: f"customer:{args['customer_id']}"``.
+
+    ``rate_limit="10/s"`` (or ``"600/m"``, ``"5/10s"``, ``"1000/h"``): at most that many jobs
+    of one key start in any window of the period, across every worker; ``rate_key`` picks
+    the key as ``concurrency_key`` does. A task takes one of the two limits. See
+    docs/flow-control.md.
 
     Raises TaskRegistrationError or a ValidationError naming the bad option.
     """
@@ -226,6 +249,10 @@ def task(
                 name or fn.__qualname__, concurrency_limit, concurrency_key
             ),
             concurrency_key=concurrency_key,
+            rate_limit=limits.check_rate(
+                name or fn.__qualname__, rate_limit, rate_key, concurrency_limit
+            ),
+            rate_key=rate_key,
         )
         # "is None", not "or": an empty Registry is falsy (it has __len__).
         return (REGISTRY if registry is None else registry).add(new)

@@ -138,20 +138,36 @@ def concurrency_of(spec: JobSpec) -> Concurrency | None:
     return registered.concurrency_for(spec.args)
 
 
+Rate = tuple[str, int, float]  # (key, starts, period seconds)
+
+
+def rate_of(spec: JobSpec) -> Rate | None:
+    """The (key, starts, period) of a checked job, found as ``concurrency_of`` finds its own."""
+    if spec.rate is not None:
+        return spec.rate
+    registered = REGISTRY.get(spec.task)
+    if registered is None or registered.rate_limit is None:
+        return None
+    return registered.rate_for(spec.args)
+
+
 def concurrency_all(specs: list[JobSpec]) -> list[Concurrency | None] | None:
-    """Each job's ``concurrency_of``, or None when no job of the batch has a limit (the
-    batch then takes the plain statements, and pays one registry lookup per task name)."""
+    """Each job's ``concurrency_of``, or None when no job of the batch has a limit of either
+    kind (the batch then takes the plain statements, and pays one registry lookup per task
+    name)."""
     limited_names: dict[str, bool] = {}
     found = False
     for spec in specs:
-        if spec.concurrency is not None:
+        if spec.concurrency is not None or spec.rate is not None:
             found = True
             break
         name = spec.task
         limited = limited_names.get(name)
         if limited is None:
             task = REGISTRY.get(name)
-            limited = limited_names[name] = task is not None and task.concurrency_limit is not None
+            limited = limited_names[name] = task is not None and (
+                task.concurrency_limit is not None or task.rate_limit is not None
+            )
         if limited:
             found = True
             break
@@ -166,13 +182,16 @@ def insert_document(rows: list[Row]) -> str:
     return "[" + ",".join(_row_json(row) for row in rows) + "]"
 
 
-def insert_document_limited(rows: list[Row], limits: list[Concurrency | None]) -> str:
-    """``insert_document`` with each job's concurrency key and limit (job_insert_many_blocked)."""
+def insert_document_limited(
+    rows: list[Row], limits: list[Concurrency | None], rates: list[Rate | None]
+) -> str:
+    """``insert_document`` with each job's concurrency and rate keys and limits
+    (job_insert_many_blocked.sql)."""
     return (
         "["
         + ",".join(
-            _row_json(row)[:-1] + _concurrency_json(limit)
-            for row, limit in zip(rows, limits, strict=True)
+            _row_json(row)[:-1] + _concurrency_json(limit) + _rate_json(rate)
+            for row, limit, rate in zip(rows, limits, rates, strict=True)
         )
         + "]"
     )
@@ -180,8 +199,14 @@ def insert_document_limited(rows: list[Row], limits: list[Concurrency | None]) -
 
 def _concurrency_json(limit: Concurrency | None) -> str:
     if limit is None:
-        return ',"concurrency_key":null,"concurrency_limit":null}'
-    return f',"concurrency_key":{json_text(limit[0])},"concurrency_limit":{limit[1]}}}'
+        return ',"concurrency_key":null,"concurrency_limit":null'
+    return f',"concurrency_key":{json_text(limit[0])},"concurrency_limit":{limit[1]}'
+
+
+def _rate_json(rate: Rate | None) -> str:
+    if rate is None:
+        return ',"rate_key":null,"max_starts":null,"period":null}'
+    return f',"rate_key":{json_text(rate[0])},"max_starts":{rate[1]},"period":{rate[2]!r}}}'
 
 
 def _row_json(row: Row) -> str:

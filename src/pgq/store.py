@@ -178,6 +178,62 @@ def insert_blocked_job(
     return Statement("job_insert_blocked", locals())
 
 
+def insert_rated_job(
+    *,
+    queue: str,
+    task: str,
+    args: str,
+    priority: int,
+    run_at: Any,
+    delay: float,
+    max_attempts: int,
+    unique_key: str | None,
+    rate_key: str,
+    max_starts: int,
+    period: float,
+    notify: bool = True,
+) -> Statement:
+    """Insert one job of a rate-limited key, blocked (its key's row made if new); returns
+    ``(id, notified)`` or no row when the unique key is live."""
+    return Statement("job_insert_rated", locals())
+
+
+def claim_rated_jobs(
+    *, queues: list[str], tasks: list[str], leases: list[float], limit: int, worker_id: str
+) -> Statement:
+    """Admit and claim up to ``limit`` jobs of rate-limited keys; rows as ``claim_jobs``."""
+    return Statement(
+        "job_claim_rated",
+        {
+            "queues": text_array(queues),
+            "tasks": text_array(tasks),
+            "leases": number_array(leases),
+            "limit": limit,
+            "worker_id": worker_id,
+        },
+    )
+
+
+def next_rate_slot(*, queues: list[str], tasks: list[str]) -> Statement:
+    """``(seconds,)`` until a rate key with a due job of ``queues``/``tasks`` may admit one
+    (0: now; NULL: no such job waits)."""
+    return Statement(
+        "rate_limit_next_free", {"queues": text_array(queues), "tasks": text_array(tasks)}
+    )
+
+
+def sync_rate_limits(*, keys: list[str], max_starts: list[int], periods: list[float]) -> Statement:
+    """Set the limits of rate keys known at a worker's start (see rate_limits_sync.sql)."""
+    return Statement(
+        "rate_limits_sync",
+        {
+            "keys": text_array(keys),
+            "max_starts": number_array(max_starts),
+            "periods": number_array(periods),
+        },
+    )
+
+
 def insert_jobs_blocked(*, jobs: str) -> Statement:
     """``insert_jobs`` for a batch with concurrency-limited jobs: each object also has
     concurrency_key and concurrency_limit (null for a job without a limit)."""

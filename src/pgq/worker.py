@@ -95,6 +95,7 @@ DURATION_SMOOTHING = 0.1  # weight of the newest job in the moving average of du
 REGISTRY_TIMEOUT = 5.0  # seconds for entering pgq.workers at start, and leaving it at exit
 UNBLOCK_BATCH = limits.UNBLOCK_BATCH_DEFAULT  # wakeups one promotion pass takes
 UNBLOCK_PASSES_MAX = 4  # passes before a claim; more wakeups wait for the next claim
+RATE_WAIT_MIN = 0.01  # seconds an idle worker waits at least for a rate key's next slot
 
 
 @dataclass
@@ -214,6 +215,20 @@ class Worker:
         # With a task under a concurrency limit, each claim is preceded by a promotion pass
         # that fills free slots with blocked jobs; a worker without one never runs it.
         self._runs_limited = any(t.concurrency_limit is not None for t in registry)
+        # Rate-limited tasks: each claim first runs the rated claim. The dict holds the
+        # limits of the keys known before any job (synced at the first claim); None: no
+        # task here has a rate limit, and the rated claim never runs.
+        rated = [t for t in registry if t.rate_limit is not None]
+        self._rated_keys: dict[str, tuple[int, float]] | None = (
+            {
+                t.name if t.rate_key is None else t.rate_key: t.rate_limit
+                for t in rated
+                if t.rate_limit is not None and not callable(t.rate_key)
+            }
+            if rated
+            else None
+        )
+        self._rate_due: float | None = None  # loop time a rate key may admit a job again
         self._stopping = threading.Event()  # set from a signal handler or another thread
         self._signals = 0
         self._abandoned_threads = False
@@ -341,8 +356,13 @@ class Worker:
         self._wakeup.set()
 
     def _idle_timeout(self) -> float:
-        linger, self._linger_until = self._linger_until - self._loop.time(), 0.0
-        return min(self.poll_interval, linger) if linger > 0 else self.poll_interval
+        now = self._loop.time()
+        linger, self._linger_until = self._linger_until - now, 0.0
+        timeout = min(self.poll_interval, linger) if linger > 0 else self.poll_interval
+        if self._rate_due is not None:  # a rate-limited job may start then
+            timeout = min(timeout, max(RATE_WAIT_MIN, self._rate_due - now))
+            self._rate_due = None
+        return timeout
 
     async def _burst_done(self, claimed: list[ClaimedJob]) -> bool:
         """Burst mode ends when nothing runs, every outcome is written, and nothing is due."""
@@ -353,7 +373,14 @@ class Worker:
             return False
         # An outcome still in the completer may be a retry that is due at once.
         await self._completer.wait_idle()
-        return await self._claim(self._room()) == []
+        if await self._claim(self._room()) != []:
+            return False
+        if self._rate_due is not None:
+            # Jobs wait for their rate key's window: due, only not yet. Wait for the slot.
+            await asyncio.sleep(max(RATE_WAIT_MIN, self._rate_due - self._loop.time()))
+            self._rate_due = None
+            return False
+        return True
 
     def _claim_ahead(self) -> int:
         avg = self._avg_duration
@@ -414,21 +441,54 @@ class Worker:
             if woken < UNBLOCK_BATCH and not created:
                 return
 
-    async def _claim(self, limit: int) -> list[ClaimedJob] | None:
-        queues = await self._claimable_queues()
-        if not queues:
-            return []  # every queue of ours is paused: wait for a poll or a resume
-        if self._runs_limited:
-            await self._unblock()
-        statement = store.claim_jobs(
+    async def _claim_rated(self, queues: list[str], limit: int) -> list[store.Row]:
+        """Admit and claim jobs of rate-limited keys (job_claim_rated.sql): before the plain
+        claim, so a rate-limited job is started the moment its key has room."""
+        if self._rated_keys:  # once: the limits of the keys known now (rate_limits_sync.sql)
+            keys, self._rated_keys = self._rated_keys, {}
+            await self._claim_db.execute(
+                store.sync_rate_limits(
+                    keys=list(keys),
+                    max_starts=[rate[0] for rate in keys.values()],
+                    periods=[rate[1] for rate in keys.values()],
+                )
+            )
+        statement = store.claim_rated_jobs(
             queues=queues,
             tasks=self._names,
             leases=self._leases,
             limit=limit,
             worker_id=self.config.worker_id,
         )
+        return await self._execute_claim(statement)
+
+    async def _note_next_rate_slot(self, queues: list[str]) -> None:
+        """When a rate key with a waiting job may admit one, by the database's clock: the
+        idle wait ends then, not later (and no sooner, so a worker never spins on keys at
+        their limit)."""
+        rows = await self._claim_db.execute(store.next_rate_slot(queues=queues, tasks=self._names))
+        seconds = rows[0][0] if rows else None
+        self._rate_due = None if seconds is None else self._loop.time() + seconds
+
+    async def _claim(self, limit: int) -> list[ClaimedJob] | None:
+        queues = await self._claimable_queues()
+        if not queues:
+            return []  # every queue of ours is paused: wait for a poll or a resume
+        if self._runs_limited:
+            await self._unblock()
         try:
-            rows = await self._execute_claim(statement)
+            rows = await self._claim_rated(queues, limit) if self._rated_keys is not None else []
+            if len(rows) < limit:
+                statement = store.claim_jobs(
+                    queues=queues,
+                    tasks=self._names,
+                    leases=self._leases,
+                    limit=limit - len(rows),
+                    worker_id=self.config.worker_id,
+                )
+                rows += await self._execute_claim(statement)
+            if self._rated_keys is not None and len(rows) < limit:
+                await self._note_next_rate_slot(queues)
         except psycopg.Error as exc:
             log.warning("claiming failed: %s", describe_error(exc))
             # Wait (a notification ends the wait early) so a persistent error never spins.

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -139,3 +140,21 @@ def test_kill_9_of_a_worker_holding_a_limited_job_frees_its_slot_after_the_lease
     alive = [r for r in ledger(conn) if (r[1], r[6]) != (0, 1)]
     assert max_running_per_key(alive) == {"hangs": 1}
     assert scalar(conn, "SELECT active FROM pgq.concurrency_keys WHERE key = 'hangs'") == 0
+
+
+def test_four_workers_share_one_rate_limit(
+    start_worker: Callable[..., WorkerProcess], flow_ledger: Conn
+) -> None:
+    conn = flow_ledger
+    pgq.enqueue_many(conn, [flow_tasks.rated.spec(seq=i) for i in range(90)])
+    for _ in range(4):
+        start_worker(*FLOW, "--concurrency", "8")
+
+    wait_for(all_done(conn, 90), DRAIN_TIMEOUT, "90 rate-limited jobs done")
+
+    starts = [r[0] for r in conn.execute("SELECT started_at FROM pgq.jobs ORDER BY 1")]
+    window = timedelta(seconds=1)
+    assert max(sum(1 for s in starts if t - window < s <= t) for t in starts) <= 20
+    assert starts[-1] - starts[0] >= 4 * window  # 90 starts at 20/s need five windows
+    pids = conn.execute("SELECT count(DISTINCT pid) FROM flow_ledger WHERE key = 'api'")
+    assert pids.fetchone()[0] > 1  # type: ignore[index]  # more than one worker started them

@@ -689,3 +689,41 @@ def test_downgrade_from_0011_restores_0010_and_queues_blocked_jobs(
         assert rows == [("queued",), ("running",)]
         conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0012: rate limits -------------------------------------------------------------------------
+
+
+def test_upgrade_from_0011_keeps_jobs(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0011")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (queue, task) SELECT 'q', 't' FROM generate_series(1, 200)"
+        )
+        before = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+
+    migrate.upgrade(empty_db_url, "pgq_0012")
+
+    with psycopg.connect(empty_db_url) as conn:
+        rows = conn.execute("SELECT * FROM pgq.jobs ORDER BY id").fetchall()
+        assert [row[:-1] for row in rows] == before  # and a rate_key column, NULL
+        assert {row[-1] for row in rows} == {None}
+        assert conn.execute("SELECT count(*) FROM pgq.rate_limits").fetchone() == (0,)
+
+
+def test_downgrade_from_0012_restores_0011_and_queues_waiting_jobs(
+    empty_db_url: str, second_empty_db_url: str
+) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0011")
+    migrate.upgrade(empty_db_url, "pgq_0012")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.jobs (queue, task, state, rate_key) "
+                     "VALUES ('q', 't', 'blocked', 'k')")  # fmt: skip
+        conn.execute("INSERT INTO pgq.rate_limits (key, max_starts, period) VALUES ('k', 1, 1)")
+
+    migrate.downgrade(empty_db_url, "pgq_0011")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT state::text FROM pgq.jobs").fetchall() == [("queued",)]
+        conn.execute("DELETE FROM pgq.jobs")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

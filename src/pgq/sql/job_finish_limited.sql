@@ -1,4 +1,4 @@
--- job_finish_many.sql for jobs of a concurrency-limited key (the worker sends only those
+-- job_finish_many.sql for jobs of a concurrency- or rate-limited key (the worker sends only those
 -- here; every other job keeps the plain statement, which this one must match outcome for
 -- outcome, a result as job_finish_result_many.sql stores it, and pgq.wait's notification
 -- included): write the outcomes, fenced by lease token, and in the same statement give the
@@ -28,6 +28,8 @@ WITH held AS MATERIALIZED (
     SET state = CASE
             WHEN h.outcome IN ('succeeded', 'failed', 'cancelled') THEN h.outcome
             WHEN h.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'failed'
+            -- A job of a rate-limited key waits to be admitted again (job_claim_rated.sql).
+            WHEN j.rate_key IS NOT NULL THEN 'blocked'
             ELSE 'queued'
         END::pgq.job_state,
         attempts = CASE WHEN h.outcome IN ('snooze', 'release') THEN j.attempts - 1
@@ -95,7 +97,7 @@ WITH held AS MATERIALIZED (
     SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM promoted) AS due
 )
 SELECT d.id,
-       CASE WHEN d.waited AND d.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
+       CASE WHEN d.waited AND d.state IN ('succeeded', 'failed', 'cancelled')  -- pgq.wait's
             THEN d.state::text || pg_notify('pgq_finished', d.id::text)::text
             ELSE d.state::text END,
        (SELECT count(*) FROM notified) AS notified

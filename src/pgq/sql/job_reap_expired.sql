@@ -34,6 +34,7 @@ WITH expired AS MATERIALIZED (
     SET state = CASE
             WHEN j.cancel_requested THEN 'cancelled'
             WHEN j.attempts >= j.max_attempts THEN 'failed'
+            WHEN j.rate_key IS NOT NULL THEN 'blocked'  -- admitted again by the rated claim
             ELSE 'queued'
         END::pgq.job_state,
         run_at = CASE
@@ -116,7 +117,7 @@ WITH expired AS MATERIALIZED (
     SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM promoted) AS due
 )
 SELECT r.id, r.queue, r.task,
-       CASE WHEN r.waited AND r.state <> 'queued'  -- pgq.wait's; see job_finish_many.sql
+       CASE WHEN r.waited AND r.state IN ('succeeded', 'failed', 'cancelled')  -- pgq.wait's
             THEN r.state::text || pg_notify('pgq_finished', r.id::text)::text
             ELSE r.state::text END,
        r.attempts, r.max_attempts, r.run_at, r.worker_id, r.lease_expires_at,

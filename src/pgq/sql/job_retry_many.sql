@@ -16,7 +16,7 @@ WITH target AS (
     WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('failed', 'cancelled')
 ), retried AS (
     UPDATE pgq.jobs AS j
-    SET state = CASE WHEN j.concurrency_key IS NULL THEN 'queued'
+    SET state = CASE WHEN j.concurrency_key IS NULL AND j.rate_key IS NULL THEN 'queued'
                      ELSE 'blocked' END::pgq.job_state,
         run_at = coalesce(%(now)s::timestamptz, now()),
         finished_at = NULL,

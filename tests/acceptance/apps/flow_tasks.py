@@ -85,3 +85,9 @@ def hangs_first(ctx: JobContext, seq: int) -> None:
 @pgq.task(name="flow.plain", queue="other", pass_context=True)
 def plain(ctx: JobContext, seq: int) -> None:
     _run(ctx, "plain", seq, 0.0)
+
+
+@pgq.task(name="flow.rated", queue=QUEUE, pass_context=True, rate_limit="20/s",
+          rate_key="api")  # fmt: skip
+def rated(ctx: JobContext, seq: int) -> None:
+    _run(ctx, "api", seq, 0.0)

@@ -1,0 +1,12 @@
+-- A worker's rate limits for keys it knows when it starts (a task's own name, or a fixed
+-- key string): a limit changed in the code takes effect at the next deploy. Keys a function
+-- computes from a job's arguments keep the limit of their first job (job_insert_rated.sql).
+-- Rows already right are not touched; a changed one is locked for this short statement.
+INSERT INTO pgq.rate_limits AS r (key, max_starts, period)
+SELECT k.key, k.max_starts, k.period
+FROM unnest(%(keys)s::text[], %(max_starts)s::int[], %(periods)s::float8[])
+     AS k(key, max_starts, period)
+ORDER BY k.key
+ON CONFLICT (key) DO UPDATE
+    SET max_starts = excluded.max_starts, period = excluded.period
+    WHERE (r.max_starts, r.period) IS DISTINCT FROM (excluded.max_starts, excluded.period)
