@@ -265,9 +265,10 @@ def _prepared_transaction(h: Health, t: Thresholds) -> Finding:
 
 def _claim_index(h: Health, t: Thresholds) -> Finding:
     per_row = h.claim_index_bytes / max(h.queued_rows, 1)
+    per_job = f"{per_row:,.0f} bytes per job" if h.queued_rows else "none of it live"
     summary = (
         f"jobs_claim_idx is {_size(h.claim_index_bytes)} for {h.queued_rows:,} queued jobs "
-        f"({per_row:,.0f} bytes per job)"
+        f"({per_job})"
     )
     bloated = (
         h.claim_index_bytes >= t.claim_index_min_bytes and per_row > t.claim_index_bytes_per_row_max

@@ -149,9 +149,8 @@ def orphaned_jobs(conn: Connection) -> list[OrphanedJobs]:
 
 def serving(conn: Connection, task: str, queue: str) -> Serving:
     """Whether a live worker serves ``task`` on ``queue`` (what ``pgq enqueue`` checks)."""
-    served, queues, alive = store.fetch(conn, store.select_worker_serving(task=task, queue=queue))[
-        0
-    ]
+    rows = store.fetch(conn, store.select_worker_serving(task=task, queue=queue))
+    served, queues, alive = rows[0]
     return Serving(bool(served), list(queues), int(alive))
 
 

@@ -1,6 +1,6 @@
 """`pgq workers`, the orphan counts of `pgq stats`, and `pgq enqueue`'s warning, end to end.
 
-Workers are registered with the heartbeat's own upsert (test_worker_registry.register);
+Workers are registered with the heartbeat's own upsert (worker_rows.register);
 the CLI runs in-process (CliRunner), once through the installed script.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 from test_cli_ops import pgq, pgq_process
-from test_worker_registry import last_seen, register
+from worker_rows import last_seen, register
 
 from pgq.worker_registry import STALE_AFTER
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
-from test_worker_registry import last_seen, register
+from worker_rows import last_seen, register
 
 import pgq
 from pgq import limits, store

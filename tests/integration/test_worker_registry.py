@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from worker_rows import last_seen, register, workers
 
 import pgq
 from pgq import reaper, store, worker_registry
@@ -24,7 +25,7 @@ from pgq.heartbeat import BEAT_INTERVAL_MAX, Heartbeat, Held
 from pgq.registry import Registry
 from pgq.runner import ClaimedJob
 from pgq.worker import Worker, WorkerConfig
-from pgq.worker_registry import STALE_AFTER, Presence
+from pgq.worker_registry import STALE_AFTER
 
 Conn = psycopg.Connection[Any]
 WAIT_TIMEOUT = 30.0
@@ -37,35 +38,6 @@ def wait_until(condition: Callable[[], Any], what: str = "condition") -> Any:
             pytest.fail(f"{what}: not true within {WAIT_TIMEOUT}s")
         time.sleep(0.02)
     return result
-
-
-def workers(conn: Conn) -> dict[str, dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM pgq.workers")
-    names = [c.name for c in cur.description or []]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
-
-
-def register(
-    conn: Conn,
-    worker_id: str,
-    *,
-    queues: tuple[str, ...] = ("default",),
-    tasks: dict[str, str] | None = None,
-    running: int = 0,
-) -> None:
-    """One heartbeat of a worker holding nothing: the upsert the worker runs."""
-    presence = Presence(worker_id, queues, tasks or {"t.a": "default"}, 4, "host-a", 4242)
-    store.fetch(
-        conn, store.extend_leases(ids=[], tokens=[], leases=[], worker=presence.row(running))
-    )
-
-
-def last_seen(conn: Conn, worker_id: str, ago: str) -> None:
-    """Move a worker's last heartbeat into the past (as if it had stopped beating)."""
-    conn.execute(
-        "UPDATE pgq.workers SET last_seen_at = now() - %s::interval WHERE id = %s",
-        (ago, worker_id),
-    )
 
 
 # --- the row a worker writes --------------------------------------------------------------

@@ -97,7 +97,7 @@ def stats(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
         _console.print(
             f"orphaned: {_count(orphan.queued, 'job')} of task {orphan.task} on queue "
             f"{orphan.queue}, oldest {_seconds(orphan.oldest_seconds)} old: no live worker "
-            "serves them (see pgq workers)"
+            f"serves {'it' if orphan.queued == 1 else 'them'} (see pgq workers)"
         )
 
 
