@@ -104,3 +104,23 @@ def test_workers_through_the_installed_script(db_url: str, conn: Conn) -> None:
     register(conn, "w1")
     run = pgq_process("workers", "--json", "--database-url", db_url)
     assert (run.code, [w["id"] for w in run.json()["workers"]]) == (0, ["w1"])
+
+
+def test_enqueue_by_a_role_that_cannot_read_the_registry_still_enqueues(
+    db_url: str, conn: Conn
+) -> None:
+    role = "pgq_producer_only"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        conn.execute(f"GRANT USAGE ON SCHEMA pgq TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT ON pgq.jobs TO {role}")
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgq TO {role}")
+        url = db_url.replace("postgres@", f"{role}@", 1)
+        run = pgq(url, "enqueue", "t.x", "--json")
+        assert (run.code, run.json()["served"]) == (0, None), run.err
+        assert "cannot check for a worker serving it" in run.err
+        assert conn.execute("SELECT task FROM pgq.jobs").fetchall() == [("t.x",)]
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")

@@ -303,11 +303,12 @@ def enqueue(
             unique_key=unique_key,
         )
         conn.commit()
-        serving = worker_registry.serving(conn, task, queue_name)
-    if not serving.served:
+        serving = _serving(conn, task, queue_name)
+    if serving is not None and not serving.served:
         _warn_unserved(task, queue_name, serving)
     if as_json:
-        _print_json({"id": job_id, "task": task, "queue": queue_name, "served": serving.served})
+        served = None if serving is None else serving.served
+        _print_json({"id": job_id, "task": task, "queue": queue_name, "served": served})
     elif job_id is None:
         typer.echo(f"not enqueued: a queued or running job holds unique key {unique_key!r}")
     else:
@@ -329,6 +330,21 @@ def _cancel_workflows(conn: Any, ids: list[int]) -> admin.CancelResult:
         total.cancelled += result.cancelled
         total.cancel_requested += result.cancel_requested
     return total
+
+
+def _serving(conn: Any, task: str, queue: str) -> worker_registry.Serving | None:
+    """Who serves the task just enqueued (committed already), or None when the registry
+    cannot be read (a role without SELECT on pgq.workers): the enqueue stands, unchecked."""
+    try:
+        return worker_registry.serving(conn, task, queue)
+    except psycopg.Error as exc:
+        conn.rollback()
+        typer.echo(
+            f"pgq: warning: enqueued, but cannot check for a worker serving it: "
+            f"{' '.join(str(exc).split())}",
+            err=True,
+        )
+        return None
 
 
 def _warn_unserved(task: str, queue: str, serving: worker_registry.Serving) -> None:
