@@ -442,5 +442,9 @@ def test_every_dashboard_query_runs_on_the_views(conn: Conn, title: str, sql: st
             "INSERT INTO pgq.schedules (name, task, queue, expression, grace, definition_hash)"
             " VALUES ('s', 't', 'a', '0 * * * *', '2 hours', 'h') ON CONFLICT DO NOTHING"
         )
+        conn.execute(  # a worker serving another queue: queue a's job is orphaned
+            "INSERT INTO pgq.workers (id, hostname, pid, version, queues, tasks, concurrency, "
+            "stale_after_seconds) VALUES ('w', 'h', 1, '0', '{b}', '{}', 1, 30)"
+        )
         rows = conn.execute(sql.encode()).fetchall()
     assert rows, f"{title} returned no rows"
