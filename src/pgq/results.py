@@ -22,14 +22,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
 
 from pgq import store
 from pgq.admin import check_job_id
-from pgq.db import connect, connect_async, pgbouncer_mode
+from pgq.db import connect, connect_async, pgbouncer_mode, to_libpq_url
 from pgq.enqueue import run_statement
 from pgq.errors import (
     JobCancelled,
@@ -40,6 +40,10 @@ from pgq.errors import (
     ValidationError,
     WaitTimeout,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 WAIT_TIMEOUT_DEFAULT = 30.0  # seconds
 # Polling without LISTEN: the first read again after POLL_FIRST, then each pause grows by
@@ -159,7 +163,7 @@ def _can_listen(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) ->
 
 
 def wait(
-    url_or_connection: str | psycopg.Connection[Any],
+    url_or_connection: str | Engine | psycopg.Connection[Any],
     job_id: int,
     timeout: float | None = WAIT_TIMEOUT_DEFAULT,
     *,
@@ -167,8 +171,9 @@ def wait(
 ) -> Any:
     """Block until job ``job_id`` ends and return its result (what its task returned).
 
-    ``url_or_connection`` is a database URL (a connection is opened and closed here) or a
-    psycopg connection (used as it is, and left as it was). ``timeout`` is in seconds
+    ``url_or_connection`` is a database URL or a SQLAlchemy ``Engine`` (a connection of
+    its own is opened and closed here) or a psycopg connection (used as it is, and left
+    as it was). ``timeout`` is in seconds
     (None: no limit). ``pgbouncer`` (None: ``$PGQ_PGBOUNCER``) says the URL goes through
     PgBouncer in transaction pooling mode: the wait then polls instead of LISTENing.
 
@@ -217,23 +222,24 @@ def _hear(conn: psycopg.Connection[Any], job_id: int, seconds: float) -> None:
 
 @contextlib.contextmanager
 def _sync_connection(
-    target: str | psycopg.Connection[Any], pgbouncer: bool | None
+    target: str | Engine | psycopg.Connection[Any], pgbouncer: bool | None
 ) -> Iterator[tuple[psycopg.Connection[Any], bool]]:
     if isinstance(target, psycopg.Connection):
         yield target, _can_listen(target)
         return
-    if not isinstance(target, str):
+    url = target if isinstance(target, str) else _engine_url(target)
+    if url is None:
         raise SessionTypeError(
-            f"pgq.wait takes a database URL or a psycopg Connection, not "
-            f"{type(target).__module__}.{type(target).__name__}"
+            f"pgq.wait takes a database URL, a SQLAlchemy Engine or a psycopg Connection, "
+            f"not {type(target).__module__}.{type(target).__name__}"
         )
     bouncer = pgbouncer_mode() if pgbouncer is None else pgbouncer
-    with connect(target, pgbouncer=bouncer, autocommit=True, application_name="pgq wait") as conn:
+    with connect(url, pgbouncer=bouncer, autocommit=True, application_name="pgq wait") as conn:
         yield conn, not bouncer
 
 
 async def wait_async(
-    url_or_connection: str | psycopg.AsyncConnection[Any],
+    url_or_connection: str | Engine | AsyncEngine | psycopg.AsyncConnection[Any],
     job_id: int,
     timeout: float | None = WAIT_TIMEOUT_DEFAULT,
     *,
@@ -241,7 +247,8 @@ async def wait_async(
 ) -> Any:
     """[`wait`][pgq.wait] for asyncio code: ``await pgq.wait_async(url, job_id)``.
 
-    Takes a URL or a psycopg ``AsyncConnection``; returns and raises as ``wait`` does.
+    Takes a URL, a SQLAlchemy ``Engine`` or ``AsyncEngine``, or a psycopg
+    ``AsyncConnection``; returns and raises as ``wait`` does.
     """
     checked, limit = check_job_id(job_id), _check_timeout(timeout)
     async with _async_connection(url_or_connection, pgbouncer) as (conn, listening):
@@ -277,19 +284,36 @@ async def _hear_async(conn: psycopg.AsyncConnection[Any], job_id: int, seconds: 
 
 @contextlib.asynccontextmanager
 async def _async_connection(
-    target: str | psycopg.AsyncConnection[Any], pgbouncer: bool | None
+    target: str | Engine | AsyncEngine | psycopg.AsyncConnection[Any], pgbouncer: bool | None
 ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], bool]]:
     if isinstance(target, psycopg.AsyncConnection):
         yield target, _can_listen(target)
         return
-    if not isinstance(target, str):
+    url = target if isinstance(target, str) else _engine_url(target)
+    if url is None:
         raise SessionTypeError(
-            f"pgq.wait_async takes a database URL or a psycopg AsyncConnection, not "
-            f"{type(target).__module__}.{type(target).__name__}"
+            f"pgq.wait_async takes a database URL, a SQLAlchemy Engine or AsyncEngine or a "
+            f"psycopg AsyncConnection, not {type(target).__module__}.{type(target).__name__}"
         )
     bouncer = pgbouncer_mode() if pgbouncer is None else pgbouncer
-    conn = await connect_async(
-        target, pgbouncer=bouncer, autocommit=True, application_name="pgq wait"
-    )
+    conn = await connect_async(url, pgbouncer=bouncer, autocommit=True, application_name="pgq wait")
     async with conn:
         yield conn, not bouncer
+
+
+def _engine_url(target: Any) -> str | None:
+    """The libpq URL of a SQLAlchemy Engine or AsyncEngine (the wait opens a connection of
+    its own to the same database, whatever the engine's driver); None for anything else."""
+    from sqlalchemy.engine import Engine
+
+    engine = target
+    if not isinstance(engine, Engine):
+        try:
+            from sqlalchemy.ext.asyncio import AsyncEngine
+        except ImportError:  # no greenlet: the caller cannot hold an AsyncEngine either
+            return None
+        if not isinstance(engine, AsyncEngine):
+            return None
+        engine = engine.sync_engine
+    url = engine.url.set(drivername="postgresql")
+    return to_libpq_url(url.render_as_string(hide_password=False))

@@ -498,9 +498,30 @@ def many_finished(conn: Conn) -> Iterator[list[int]]:
     yield [finished(conn, "succeeded", result=str(i)) for i in range(3)]
 
 
+def test_wait_takes_a_sqlalchemy_engine_sync_or_async(
+    sa_url: str, conn: Conn, many_finished: list[int]
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_engine(sa_url)
+    try:
+        assert pgq.wait(engine, many_finished[1], timeout=1) == 1
+    finally:
+        engine.dispose()
+
+    async def scenario() -> Any:
+        async_engine = create_async_engine(sa_url)
+        try:
+            return await pgq.wait_async(async_engine, many_finished[2], timeout=1)
+        finally:
+            await async_engine.dispose()
+
+    assert asyncio.run(scenario()) == 2
+
+
 def test_wait_refuses_bad_arguments(db_url: str, many_finished: list[int]) -> None:
     with pytest.raises(pgq.ValidationError, match="timeout"):
         pgq.wait(db_url, many_finished[0], timeout=-1)
-    with pytest.raises(pgq.SessionTypeError, match="database URL or a psycopg Connection"):
+    with pytest.raises(pgq.SessionTypeError, match="a SQLAlchemy Engine or a psycopg Connection"):
         pgq.wait(object(), many_finished[0])  # type: ignore[arg-type]
     assert [pgq.wait(db_url, j) for j in many_finished] == [0, 1, 2]
