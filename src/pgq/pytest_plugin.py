@@ -12,6 +12,7 @@ turns it off. Its fixtures:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -41,4 +42,6 @@ def pgq_database_url(pgq_session_database_url: str) -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"pgq: test database from ${devdb.TEST_URL_ENV}, else found by pgq.devdb"
+    if os.environ.get(devdb.TEST_URL_ENV):
+        return f"pgq: test databases on the server of ${devdb.TEST_URL_ENV}"
+    return "pgq: test databases on the first server found (Docker, localhost:5432, initdb)"

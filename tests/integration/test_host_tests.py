@@ -36,7 +36,7 @@ def test_the_example_projects_tests_pass_with_the_installed_plugin(
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 passed" in done.stdout
-    assert "pgq: test database from $PGQ_TEST_DATABASE_URL" in done.stdout  # its header
+    assert "pgq: test databases on the server of $PGQ_TEST_DATABASE_URL" in done.stdout
     where = installed.run(
         [str(pgq_venv.python), "-c", "import pgq, pgq.testing; print(pgq.testing.__file__)"],
         env,
