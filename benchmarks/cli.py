@@ -36,6 +36,8 @@ DEFAULT_SCENARIOS = (
     "dashboard",  # skipped (with the reason) without the web extra
     "process_pool",
     "schedules",
+    "limits",
+    "limits_rate",  # about a minute: eight workers at 100 starts a second for 60 s
 )
 # Run only when asked by name: the soak takes 20 minutes, the peers need their own venv.
 EXTRA_SCENARIOS = ("soak", "peers")

@@ -33,6 +33,7 @@ QUERIES = (
     ("pgq.worker_status", "SELECT * FROM pgq.worker_status"),
     ("pgq.orphaned_jobs", "SELECT * FROM pgq.orphaned_jobs"),
     ("pgq.health", "SELECT * FROM pgq.health"),
+    ("pgq.flow_limits", "SELECT * FROM pgq.flow_limits"),
 )
 
 HEADER = """# The dashboard views on a big table

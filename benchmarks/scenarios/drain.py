@@ -17,7 +17,7 @@ import pgq
 from benchmarks.apps.noop import NOOP
 from benchmarks.db import BenchError, Span, connect, drain_span, fresh_database
 from benchmarks.harness import Context, Result
-from benchmarks.workers import WorkerProcess
+from benchmarks.workers import NOOP_APP, WorkerProcess
 from pgq import store
 
 NAME = "drain"
@@ -101,14 +101,20 @@ def drain_timeout(n: int) -> float:
 
 
 def burst_drain(
-    url: str, first: int, last: int, workers: int = 1, args: tuple[str, ...] = ()
+    url: str,
+    first: int,
+    last: int,
+    workers: int = 1,
+    args: tuple[str, ...] = (),
+    app: str = NOOP_APP,
 ) -> Span:
-    """Run ``workers`` ``pgq work --burst *args`` until they exit; the span of jobs
-    first..last."""
+    """Run ``workers`` ``pgq work --burst --app app *args`` until they exit; the span of
+    jobs first..last."""
     n = last - first + 1
     with contextlib.ExitStack() as stack:
         started = [
-            stack.enter_context(WorkerProcess(url, "--burst", *args)) for _ in range(workers)
+            stack.enter_context(WorkerProcess(url, "--burst", *args, app=app))
+            for _ in range(workers)
         ]
         for worker in started:
             worker.wait(drain_timeout(n))

@@ -92,6 +92,30 @@ def paused_queues(conn: Connection) -> list[QueuePause]:
     return [QueuePause(*row) for row in store.fetch(conn, store.list_queue_pauses())]
 
 
+FLOW_LIMITS_MAX = 100  # rows `pgq limits` and the gauges read: the keys with most waiting
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLimit:
+    """One row of the ``pgq.flow_limits`` view: a limit, its use, the jobs waiting on it.
+
+    ``kind`` is ``concurrency`` (``max`` jobs of the key hold a slot at once; ``in_use``
+    hold one now) or ``rate`` (``max`` starts per ``period_seconds``; ``in_use`` started in
+    the last period)."""
+
+    kind: str
+    key: str
+    max: int
+    period_seconds: float | None
+    in_use: int
+    waiting: int
+
+
+def flow_limits(conn: Connection, limit: int = FLOW_LIMITS_MAX) -> list[FlowLimit]:
+    """The limits in use, the keys with the most jobs waiting first (at most ``limit``)."""
+    return [FlowLimit(*row) for row in store.fetch(conn, store.select_flow_limits(limit=limit))]
+
+
 # --- concurrency limits: the task options --------------------------------------------------
 
 

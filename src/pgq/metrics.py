@@ -173,7 +173,7 @@ class QueueGauges(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Without describe(), registering would call collect() and query the database.
-        return [*_gauge_families(), *_health_gauges(None)]
+        return [*_gauge_families(), *_health_gauges(None), *_limit_gauges([])]
 
     def collect(self) -> Iterable[Metric]:
         families = _gauge_families()
@@ -208,7 +208,7 @@ class QueueGauges(Collector):
             last_success.add_metric([name], success_at)
             last_tick.add_metric([name], tick_at)
             overdue.add_metric([name], 1 if is_overdue else 0)
-        return [*families, *_health_gauges(readings.health)]
+        return [*families, *_health_gauges(readings.health), *_limit_gauges(readings.limits)]
 
     def read(self) -> Readings | None:
         """What the gauges show, read in one transaction; None (logged) if unreadable."""
@@ -242,6 +242,7 @@ class QueueGauges(Collector):
                 workers=store.fetch(conn, store.select_worker_counts())[0],
                 health=read_health(conn),
                 schedules=store.fetch(conn, store.select_schedule_gauges()),
+                limits=store.fetch(conn, store.select_flow_limits(limit=LIMIT_SERIES_MAX)),
             )
 
 
@@ -256,6 +257,35 @@ class Readings:
     workers: store.Row
     health: Health
     schedules: list[store.Row] = field(default_factory=list)
+    limits: list[store.Row] = field(default_factory=list)  # sql/flow_limits_select.sql
+
+
+# Keys a scrape reports limits for: the ones with the most jobs waiting. A per-customer key
+# could otherwise make a series per customer.
+LIMIT_SERIES_MAX = 100
+
+
+def _limit_gauges(rows: list[store.Row]) -> list[GaugeMetricFamily]:
+    """The pgq.flow_limits rows as gauges labelled kind (concurrency, rate) and key."""
+    labels = ("kind", "key")
+    most = GaugeMetricFamily(
+        "pgq_limit_max",
+        "A limit: jobs of the key that may hold a slot at once, or starts per period.",
+        labels=labels,
+    )
+    in_use = GaugeMetricFamily(
+        "pgq_limit_in_use",
+        "Jobs of the key holding a slot (concurrency), or starts in the last period (rate).",
+        labels=labels,
+    )
+    waiting = GaugeMetricFamily(
+        "pgq_limit_waiting_jobs", "Jobs of the key waiting blocked on its limit.", labels=labels
+    )
+    for kind, key, max_, _period, used, n_waiting in rows:
+        most.add_metric([kind, key], max_)
+        in_use.add_metric([kind, key], used)
+        waiting.add_metric([kind, key], n_waiting)
+    return [most, in_use, waiting]
 
 
 def _gauge_families() -> list[GaugeMetricFamily]:

@@ -599,6 +599,12 @@ def resume_queue(*, queue: str) -> Statement:
     return Statement("queue_resume", locals())
 
 
+def select_flow_limits(*, limit: int) -> Statement:
+    """``(kind, key, max, period_seconds, in_use, waiting)`` of the ``pgq.flow_limits`` view,
+    most waiting first, at most ``limit`` rows."""
+    return Statement("flow_limits_select", locals())
+
+
 def list_queue_pauses() -> Statement:
     """Every paused queue: ``(queue, paused_at, reason)``, oldest pause first."""
     return Statement("queue_pause_list", {})

@@ -7,7 +7,9 @@ from typing import Any
 import psycopg
 from test_cli_ops import pgq
 
-from pgq import limits
+import pgq as pgq_lib
+from pgq import limits, store
+from pgq.registry import Registry
 
 Conn = psycopg.Connection[Any]
 
@@ -61,3 +63,35 @@ def test_a_bad_queue_name_is_a_usage_error(db_url: str) -> None:
     run = pgq(db_url, "pause", "bad name")
     assert run.code == 2
     assert "queue name 'bad name' may contain only" in run.one_error_line()
+
+
+def test_limits_shows_each_limit_its_use_and_its_waiting_jobs(db_url: str, conn: Conn) -> None:
+    reg = Registry()
+
+    @pgq_lib.task(name="cli.conc", registry=reg, concurrency_limit=2, concurrency_key="api")
+    def conc() -> None: ...
+
+    @pgq_lib.task(name="cli.rate", registry=reg, rate_limit="3/s")
+    def rate() -> None: ...
+
+    pgq_lib.enqueue_many(conn, [conc.spec() for _ in range(5)] + [rate.spec() for _ in range(4)])
+    store.fetch(conn, store.unblock_jobs(limit=100))  # creates the key's row
+    store.fetch(conn, store.unblock_jobs(limit=100))  # fills its two slots
+    limits.pause_queue(conn, "mail", "provider down")
+
+    shown = pgq(db_url, "limits", "--json").json()
+    rows = [(r["kind"], r["key"], r["max"], r["in_use"], r["waiting"]) for r in shown["limits"]]
+    assert rows == [("rate", "cli.rate", 3, 0, 4), ("concurrency", "api", 2, 2, 3)]
+    assert shown["limits"][0]["period_seconds"] == 1.0
+    assert [p["queue"] for p in shown["paused"]] == ["mail"]
+
+    table = pgq(db_url, "limits").out.splitlines()
+    assert table[0].split() == ["kind", "key", "limit", "in", "use", "waiting"]
+    assert table[1].split() == ["rate", "cli.rate", "3/1s", "0", "4"]
+    assert table[2].split() == ["concurrency", "api", "2", "2", "3"]
+    assert table[3].startswith("paused: mail since ") and table[3].endswith("(provider down)")
+
+
+def test_limits_with_nothing_in_use(db_url: str) -> None:
+    assert pgq(db_url, "limits").out.strip() == "no limit in use"
+    assert pgq(db_url, "limits", "--json").json() == {"limits": [], "paused": []}

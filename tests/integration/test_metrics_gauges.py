@@ -148,3 +148,33 @@ def test_the_collector_reports_orphaned_jobs_and_registered_workers(
     assert orphaned == {(("queue", "default"), ("task", "t")): 2}
     assert samples[("pgq_workers_alive", ())] == 1
     assert samples[("pgq_workers_stale", ())] == 1
+
+
+def test_limits_are_gauges_per_kind_and_key(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("INSERT INTO pgq.concurrency_keys (key, max_active, active) VALUES ('api', 2, 1)")
+    conn.execute(
+        "INSERT INTO pgq.jobs (queue, task, state, concurrency_key) VALUES "
+        "('q', 't', 'blocked', 'api'), ('q', 't', 'running', 'api')"
+    )
+    conn.execute(
+        "INSERT INTO pgq.rate_limits (key, max_starts, period, starts) "
+        "VALUES ('stripe', 10, 1, ARRAY[now(), now()])"
+    )
+
+    found = collect_labelled(QueueGauges(db_url))
+
+    assert found["pgq_limit_max"] == {("concurrency", "api"): 2, ("rate", "stripe"): 10}
+    assert found["pgq_limit_in_use"] == {("concurrency", "api"): 1, ("rate", "stripe"): 2}
+    assert found["pgq_limit_waiting_jobs"] == {("concurrency", "api"): 1, ("rate", "stripe"): 0}
+
+
+def collect_labelled(collector: QueueGauges) -> dict[str, dict[tuple[str, str], float]]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    found: dict[str, dict[tuple[str, str], float]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if "kind" in sample.labels:
+                key = (sample.labels["kind"], sample.labels["key"])
+                found.setdefault(sample.name, {})[key] = sample.value
+    return found

@@ -405,6 +405,7 @@ def test_the_detector_sees_a_sequential_scan(big_db: Conn) -> None:
         "SELECT * FROM pgq.worker_status",
         "SELECT * FROM pgq.orphaned_jobs",
         "SELECT * FROM pgq.health",
+        "SELECT * FROM pgq.flow_limits",
     ],
 )
 def test_no_view_scans_the_jobs_table(big_db: Conn, query: str) -> None:

@@ -37,16 +37,19 @@ depends_on = None
 # query's `state = 'blocked'` implies it. Last, it is outside 0006's ranges (`waiting` is
 # the one value between 'queued' and 'running'; live workflow jobs are `< 'succeeded'`);
 # a job in a workflow never has a concurrency key, so it is never blocked. Adding the
-# column is a catalog change (no default, no rewrite); the new indexes are small.
+# column is a catalog change (no default, no rewrite); the new indexes are small. Each
+# predicate tests its column first: PostgreSQL evaluates every partial index's predicate
+# on every new row version, and a plain job (no key) then skips the enum comparison.
 UPGRADE = """
 ALTER TYPE pgq.job_state ADD VALUE 'blocked' AFTER 'cancelled';
 
 ALTER TABLE pgq.jobs ADD COLUMN concurrency_key text;
 
-CREATE INDEX jobs_blocked_idx ON pgq.jobs (concurrency_key, id) WHERE state > 'cancelled';
+CREATE INDEX jobs_blocked_idx ON pgq.jobs (concurrency_key, id)
+    WHERE concurrency_key IS NOT NULL AND state > 'cancelled';
 
 CREATE UNIQUE INDEX jobs_unique_key_live_idx ON pgq.jobs (unique_key)
-    WHERE (state IN ('queued', 'running') OR state > 'cancelled') AND unique_key IS NOT NULL;
+    WHERE unique_key IS NOT NULL AND (state IN ('queued', 'running') OR state > 'cancelled');
 DROP INDEX pgq.jobs_unique_key_idx;
 ALTER INDEX pgq.jobs_unique_key_live_idx RENAME TO jobs_unique_key_idx;
 

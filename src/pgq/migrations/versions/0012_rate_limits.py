@@ -29,7 +29,7 @@ UPGRADE = """
 ALTER TABLE pgq.jobs ADD COLUMN rate_key text;
 
 CREATE INDEX jobs_rate_blocked_idx ON pgq.jobs (rate_key, id)
-    WHERE state > 'cancelled' AND rate_key IS NOT NULL;
+    WHERE rate_key IS NOT NULL AND state > 'cancelled';
 
 CREATE TABLE pgq.rate_limits (
     key        text PRIMARY KEY,
@@ -43,11 +43,44 @@ COMMENT ON TABLE pgq.rate_limits IS
     'pgq: per rate key, its limit (max_starts per period seconds) and the starts of the '
     'last period, oldest first. Stable interface; written only by pgq.';
 
+-- Every limit with its use and the jobs waiting on it: concurrency keys holding a slot or
+-- with blocked jobs, and rate keys with starts in their window or waiting jobs. Each count
+-- reads one key's blocked jobs through its index (state > 'cancelled' is blocked).
+CREATE VIEW pgq.flow_limits AS
+SELECT 'concurrency'::text AS kind, k.key, k.max_active AS max, NULL::float8 AS period_seconds,
+       k.active AS in_use, b.waiting
+FROM pgq.concurrency_keys AS k
+CROSS JOIN LATERAL (
+    SELECT count(*) AS waiting FROM pgq.jobs AS j
+    WHERE j.concurrency_key = k.key AND j.state > 'cancelled'
+) AS b
+WHERE k.active > 0 OR b.waiting > 0
+UNION ALL
+SELECT 'rate', r.key, r.max_starts, r.period,
+       (SELECT count(*) FROM unnest(r.starts) AS s
+        WHERE s > now() - make_interval(secs => r.period))::integer,
+       b.waiting
+FROM pgq.rate_limits AS r
+CROSS JOIN LATERAL (
+    SELECT count(*) AS waiting FROM pgq.jobs AS j
+    WHERE j.rate_key = r.key AND j.state > 'cancelled'
+) AS b;
+
+COMMENT ON VIEW pgq.flow_limits IS
+    'pgq: each concurrency limit in use (jobs holding a slot, or blocked) and each rate '
+    'limit, with its use and the jobs waiting on it. Stable interface.';
+COMMENT ON COLUMN pgq.flow_limits.max IS
+    'concurrency: jobs of the key that may hold a slot at once; rate: starts per period';
+COMMENT ON COLUMN pgq.flow_limits.in_use IS
+    'concurrency: jobs holding a slot (queued or running); rate: starts in the last period';
+COMMENT ON COLUMN pgq.flow_limits.waiting IS 'jobs of the key waiting blocked';
+
 COMMENT ON SCHEMA pgq IS 'pgq schema 12';
 """
 
 # Blocked jobs of a rate key become queued: without this schema nothing admits them.
 DOWNGRADE = """
+DROP VIEW pgq.flow_limits;
 UPDATE pgq.jobs SET state = 'queued' WHERE state > 'cancelled' AND rate_key IS NOT NULL;
 DROP TABLE pgq.rate_limits;
 DROP INDEX pgq.jobs_rate_blocked_idx;
