@@ -111,7 +111,7 @@ def rate_accuracy(ctx: Context) -> Result:
     counted = sum(1 for s in starts if (s - t0).total_seconds() < seconds)
     achieved = counted / seconds
     worst = _most_in_a_window(starts)
-    result = Result(NAME, "rate_accuracy", counted, float(seconds))
+    result = Result("limits_rate", "rate_accuracy", counted, float(seconds))
     result.extra.update(limit_per_s=RATE, achieved_per_s=round(achieved, 1), workers=RATE_WORKERS,
                         most_starts_in_a_1s_window=worst)  # fmt: skip
     result.target = f"{RATE * 0.9:.0f}-{RATE} starts/s, never more than {RATE} in a 1 s window"

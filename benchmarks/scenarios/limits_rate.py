@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from benchmarks.harness import Context, Result
 from benchmarks.scenarios.limits import rate_accuracy
 
+NAME = "limits_rate"
+
 
 def run(ctx: Context) -> Iterator[Result]:
     yield rate_accuracy(ctx)
