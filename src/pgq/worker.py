@@ -215,6 +215,8 @@ class Worker:
         # With a task under a concurrency limit, each claim is preceded by a promotion pass
         # that fills free slots with blocked jobs; a worker without one never runs it.
         self._runs_limited = any(t.concurrency_limit is not None for t in registry)
+        self._unblock_due = True  # a pass before the next claim (see _unblock_wanted)
+        self._unblocked_at = 0.0  # loop time of the last pass
         # Rate-limited tasks: each claim first runs the rated claim. The dict holds the
         # limits of the keys known before any job (synced at the first claim); None: no
         # task here has a rate limit, and the rated claim never runs.
@@ -350,6 +352,7 @@ class Worker:
         return f"{mode}, LISTEN{where}, polling every {self.poll_interval:g}s"
 
     def _notified(self) -> None:
+        self._unblock_due = True  # a limited enqueue notifies too: its key may have room
         # Enqueuers skip the NOTIFY of a job that follows another on the same queue within
         # NOTIFY_INTERVAL_DEFAULT (enqueue.py); one more claim shortly after finds it.
         self._linger_until = self._loop.time() + LINGER
@@ -373,6 +376,7 @@ class Worker:
             return False
         # An outcome still in the completer may be a retry that is due at once.
         await self._completer.wait_idle()
+        self._unblock_due = True  # and a wakeup may wait for a promotion pass
         if await self._claim(self._room()) != []:
             return False
         if self._rate_due is not None:
@@ -428,6 +432,17 @@ class Worker:
             self._pauses_read_at = now
         return [queue for queue in self.queues if queue not in self._paused]
 
+    def _unblock_wanted(self) -> bool:
+        """A promotion pass is needed after a notification (a limited enqueue notifies its
+        queue) and at least once per poll interval; not before every claim: finishes hand
+        slots on by themselves, and a pass reads the wakeups table, whose dead rows cost
+        every read until a vacuum (47-73 us per job of a drain, passing before each claim)."""
+        now = self._loop.time()
+        if self._unblock_due or now - self._unblocked_at >= self.poll_interval:
+            self._unblock_due, self._unblocked_at = False, now
+            return True
+        return False
+
     async def _unblock(self) -> None:
         """Promotion passes until one comes back short (limits.py): blocked jobs of keys
         with a free slot become queued, for this claim or another worker's."""
@@ -440,6 +455,7 @@ class Worker:
             woken, created = rows[0][0], rows[0][1]
             if woken < UNBLOCK_BATCH and not created:
                 return
+        self._unblock_due = True  # more wakeups than these passes took: again next claim
 
     async def _claim_rated(self, queues: list[str], limit: int) -> list[store.Row]:
         """Admit and claim jobs of rate-limited keys (job_claim_rated.sql): before the plain
@@ -474,7 +490,7 @@ class Worker:
         queues = await self._claimable_queues()
         if not queues:
             return []  # every queue of ours is paused: wait for a poll or a resume
-        if self._runs_limited:
+        if self._runs_limited and self._unblock_wanted():
             await self._unblock()
         try:
             rows = await self._claim_rated(queues, limit) if self._rated_keys is not None else []
