@@ -22,6 +22,7 @@ from starlette.routing import Mount
 from tests.web_support import (
     Reply,
     Seeded,
+    add_job,
     add_worker,
     request,
     seed_every_state,
@@ -32,7 +33,7 @@ from typer.testing import CliRunner
 
 import pgq
 import pgq.web
-from pgq import cli, limits, scheduler
+from pgq import cli, devdb, limits, migrate, scheduler
 from pgq.errors import PgqError
 from pgq.periodic import ScheduleRegistry
 from pgq.registry import Registry
@@ -382,3 +383,16 @@ def test_the_limits_page_shows_keys_and_pauses(read_only: str, conn: Conn) -> No
     page = request("GET", read_only + "/limits")
     assert page.status == 200
     assert 'id="key-api"' in page.body and 'href="/jobs?queue=mail"' in page.body
+
+
+def test_a_database_with_an_older_schema_says_to_migrate(pg_server: devdb.Server) -> None:
+    with devdb.scratch_database(pg_server, prefix="pgq_webold") as url:
+        migrate.upgrade(url, revision="pgq_0004")  # before pauses, workflows, results...
+        with psycopg.connect(url, autocommit=True) as conn:
+            add_job(conn, "failed")
+        with serve(pgq.web.create_app(url)) as base:
+            overview = request("GET", base + "/")
+            job = request("GET", base + "/jobs/1")
+    for reply in (overview, job):
+        assert_clean_error(reply, 503)
+        assert "pgq migrate" in reply.body

@@ -192,6 +192,7 @@ class Dashboard:
                 PoolTimeout: self._database_down,
                 psycopg.OperationalError: self._database_down,
                 psycopg.errors.UndefinedTable: self._no_schema,
+                psycopg.errors.UndefinedColumn: self._no_schema,
                 psycopg.errors.InvalidSchemaName: self._no_schema,
                 Exception: self._server_error,
             },
