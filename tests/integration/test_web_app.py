@@ -376,13 +376,16 @@ def test_behind_a_proxy_that_strips_the_prefix_links_keep_it(db_url: str, seeded
 
 
 def test_the_limits_page_shows_keys_and_pauses(read_only: str, conn: Conn) -> None:
-    conn.execute("TRUNCATE pgq.concurrency_keys")
+    conn.execute("TRUNCATE pgq.concurrency_keys, pgq.rate_limits")
     assert "No queue is paused" in request("GET", read_only + "/limits").body
     limits.pause_queue(conn, "mail")
     conn.execute("INSERT INTO pgq.concurrency_keys (key, max_active, active) VALUES ('api', 5, 2)")
+    conn.execute("INSERT INTO pgq.rate_limits (key, max_starts, period) VALUES ('sms', 10, 60)")
     page = request("GET", read_only + "/limits")
     assert page.status == 200
-    assert 'id="key-api"' in page.body and 'href="/jobs?queue=mail"' in page.body
+    assert 'id="concurrency-api"' in page.body and "5 at once" in page.body
+    assert 'id="rate-sms"' in page.body and "10 starts per 1 min" in page.body
+    assert 'href="/jobs?queue=mail"' in page.body
 
 
 def test_a_database_with_an_older_schema_says_to_migrate(pg_server: devdb.Server) -> None:

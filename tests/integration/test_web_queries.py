@@ -259,8 +259,14 @@ def test_limits_show_paused_queues_and_each_keys_use(conn: Conn) -> None:
     page = queries.limits_page(conn)
     assert [(p.queue, p.reason) for p in page.paused] == [("stripe", "card provider down")]
     (key,) = page.keys
-    assert (key.key, key.max_active, key.active, key.blocked) == ("stripe", 1, 1, 3)
+    assert (key.kind, key.key, key.max, key.in_use, key.waiting) == (
+        "concurrency",
+        "stripe",
+        1,
+        1,
+        3,
+    )
     blocked = queries.list_jobs(conn, queries.JobFilter(state="blocked"))
-    assert key.oldest_blocked_id == min(j.id for j in blocked.jobs)
-    detail = queries.get_job(conn, key.oldest_blocked_id)
+    assert len(blocked.jobs) == 3
+    detail = queries.get_job(conn, blocked.jobs[0].id)
     assert detail is not None and detail.concurrency_key == "stripe"

@@ -500,31 +500,34 @@ def workers(conn: Connection) -> WorkersPage:
 
 
 @dataclass(frozen=True, slots=True)
-class ConcurrencyKey:
-    """One concurrency key: its limit, the slots in use, and the jobs blocked on it."""
+class FlowLimit:
+    """One concurrency or rate limit (``kind``): its maximum (jobs at once, or starts per
+    ``period_seconds``), its use now and the jobs waiting blocked on it."""
 
+    kind: str
     key: str
-    max_active: int
-    active: int
-    blocked: int
-    oldest_blocked_id: int | None
+    max: int
+    period_seconds: float | None
+    in_use: int
+    waiting: int
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsPage:
-    """The limits page: paused queues and concurrency keys (blocked ones first)."""
+    """The limits page: paused queues, and the limits in use (those with waiting jobs
+    first)."""
 
     paused: list[limits.QueuePause]
-    keys: list[ConcurrencyKey]
+    keys: list[FlowLimit]
     truncated: bool
 
 
 def limits_page(conn: Connection) -> LimitsPage:
-    """Paused queues (``pgq.queue_pauses``) and each concurrency key's use."""
+    """Paused queues (``pgq.queue_pauses``) and each limit's use (``pgq.flow_limits``)."""
     rows = store.fetch(conn, web_store.select_limits(limit=LIMIT_KEYS_LIMIT + 1))
     return LimitsPage(
         paused=limits.paused_queues(conn),
-        keys=[ConcurrencyKey(*row) for row in rows[:LIMIT_KEYS_LIMIT]],
+        keys=[FlowLimit(*row) for row in rows[:LIMIT_KEYS_LIMIT]],
         truncated=len(rows) > LIMIT_KEYS_LIMIT,
     )
 

@@ -86,6 +86,6 @@ def select_running(*, limit: int) -> Statement:
 
 
 def select_limits(*, limit: int) -> Statement:
-    """``(key, max_active, active, blocked, oldest_blocked_id)`` per concurrency key, keys
-    with blocked jobs first."""
+    """``(kind, key, max, period_seconds, in_use, waiting)`` per concurrency or rate key
+    (the ``pgq.flow_limits`` view), keys with waiting jobs first."""
     return Statement("dashboard_limits", locals())
