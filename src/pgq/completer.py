@@ -39,9 +39,13 @@ class Completer:
         execute: Execute,
         batch_max: int = BATCH_MAX_DEFAULT,
         on_lost: Callable[[ClaimedJob, Outcome], None] | None = None,
+        on_promoted: Callable[[], None] | None = None,
     ) -> None:
         self._execute = execute
         self._on_lost = on_lost
+        # Called after outcomes of limited jobs are written: their finish may have made
+        # blocked jobs queued, which the worker can claim at once.
+        self._on_promoted = on_promoted
         self._batch_max = batch_max
         self._pending: list[Finished] = []
         self._ready = asyncio.Event()
@@ -102,6 +106,8 @@ class Completer:
                 delay *= 2
                 continue
             self._report(batch, {row[0] for row in applied})
+            if self._on_promoted is not None and batch[0].job.limited:
+                self._on_promoted()
             return
         self.given_up += len(batch)
         log.error(

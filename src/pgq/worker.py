@@ -267,7 +267,9 @@ class Worker:
         self._write_db = ReconnectingConnection(
             self.config.database_url, "writer", pgbouncer=self.pgbouncer
         )
-        self._completer = Completer(self._write_db.execute, on_lost=self._outcome_lost)
+        self._completer = Completer(
+            self._write_db.execute, on_lost=self._outcome_lost, on_promoted=self._wake_all
+        )
         presence = Presence.of(
             self.config.worker_id, self.queues, self.registry, self.config.concurrency
         )
