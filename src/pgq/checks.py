@@ -78,11 +78,13 @@ def _import(name: str) -> str | None:
     except PgqError as exc:  # a bad task or schedule definition: its message names it
         return f"cannot import {name!r}: {exc}"
     except Exception as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return (
-            f"cannot import {name!r}: {type(exc).__name__}: {exc} "
-            f"({where.filename}, line {where.lineno})"
-        )
+        # The innermost frame of the user's code: importlib's own frozen frames say nothing
+        # (a module that is not found has none of the user's).
+        # ([1:]: the first frame is this function's own.)
+        frames = traceback.extract_tb(exc.__traceback__)[1:]
+        frames = [f for f in frames if not f.filename.startswith("<")]
+        where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        return f"cannot import {name!r}: {type(exc).__name__}: {exc}{where}"
     return None
 
 

@@ -263,7 +263,10 @@ def enqueue(
     queue: Annotated[
         str | None,
         typer.Option(
-            "--queue", "-q", metavar="QUEUE", help="Queue. Default: the task's, else default."
+            "--queue",
+            "-q",
+            metavar="QUEUE",
+            help="Queue. Default: default (the CLI does not know the task's own queue).",
         ),
     ] = None,
     delay: Annotated[
