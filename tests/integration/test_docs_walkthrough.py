@@ -58,3 +58,10 @@ def test_check_names_the_users_line_never_importlib(
     assert len(missing) == 1 and "No module named 'walk_no_such_module'" in missing[0]
     assert "<frozen" not in missing[0] and "checks.py" not in missing[0]
     assert len(broken) == 1 and "walk_broken_app.py, line 3)" in broken[0], broken
+
+
+def test_the_readme_names_every_command_and_stays_short() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
+    assert {c for c in commands if not re.search(rf"\bpgq {c}\b", readme)} == set()
+    assert len(readme.encode()) <= 20 * 1024
