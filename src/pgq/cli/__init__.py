@@ -7,11 +7,36 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from typer import _click as click  # typer 0.29 carries its own click: its types are these
+from typer.core import TyperArgument, TyperGroup
 
 from pgq import __version__
 from pgq.errors import PgqError
 
+
+class _PlainArgument(TyperArgument):
+    """An argument's help row without typer's Python type after its name (``ID``, not
+    ``ID <str>``): the name already says what to type, and typer adds the type even when
+    a metavar is given."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None
+
+
+class _PlainHelpGroup(TyperGroup):
+    """Gives each command's arguments the plain help row as click resolves the command,
+    for `pgq CMD --help` and for typer's CliRunner alike."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        for param in command.params if command is not None else ():
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument
+        return command
+
+
 app = typer.Typer(
+    cls=_PlainHelpGroup,
     name="pgq",
     help="pgq: a job queue in your own PostgreSQL database.",
     no_args_is_help=True,
