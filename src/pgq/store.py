@@ -34,10 +34,24 @@ class Statement:
         return load_sql(self.name)
 
 
+_INCLUDE = re.compile(rb"^-- pgq:include (\w+)\n", re.MULTILINE)
+
+
 @functools.cache
 def load_sql(name: str) -> bytes:
-    """The text of ``sql/<name>.sql`` (cached)."""
-    return resources.files("pgq").joinpath("sql", f"{name}.sql").read_bytes()
+    """The text of ``sql/<name>.sql`` (cached), each ``-- pgq:include FRAGMENT`` line
+    replaced by that fragment's SQL: CTEs several statements share are written once, and
+    each statement's text stays constant (psycopg prepares it)."""
+    text = resources.files("pgq").joinpath("sql", f"{name}.sql").read_bytes()
+    return _INCLUDE.sub(lambda match: _fragment_body(match.group(1).decode()), text)
+
+
+def _fragment_body(name: str) -> bytes:
+    """A fragment's SQL without the comment that opens its file (what it is, who uses it)."""
+    lines = load_sql(name).splitlines(keepends=True)
+    while lines and lines[0].startswith(b"--"):
+        lines.pop(0)
+    return b"".join(lines)
 
 
 _NAMED_PARAMETER = re.compile(rb"%\((\w+)\)s|%%")

@@ -32,44 +32,7 @@ WITH completed AS (
     FROM completed
     WHERE concurrency_key IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
     GROUP BY concurrency_key
-), slots AS MATERIALIZED (
-    SELECT k.key, k.max_active, greatest(k.active - f.n, 0) AS active, k.waiting
-    FROM pgq.concurrency_keys AS k
-    JOIN freed AS f ON f.key = k.key
-    ORDER BY k.key
-    FOR UPDATE OF k
-), next AS MATERIALIZED (
-    SELECT b.id
-    FROM slots AS s
-    CROSS JOIN LATERAL (
-        SELECT id FROM pgq.jobs
-        WHERE state = 'blocked' AND concurrency_key = s.key
-        ORDER BY id
-        LIMIT greatest(s.max_active - s.active, 0)
-        FOR UPDATE SKIP LOCKED
-    ) AS b
-), promoted AS (
-    UPDATE pgq.jobs AS j
-    SET state = 'queued'
-    FROM next
-    WHERE j.id = next.id
-    RETURNING j.queue, j.concurrency_key
-), counted AS (
-    UPDATE pgq.concurrency_keys AS k
-    SET active = s.active + p.n,
-        waiting = greatest(s.waiting - p.n, 0)
-    FROM slots AS s
-    CROSS JOIN LATERAL (
-        SELECT count(*)::int AS n FROM promoted WHERE concurrency_key = s.key
-    ) AS p
-    WHERE k.key = s.key
-    RETURNING k.key, k.max_active, k.active, k.waiting
-), rewoken AS (
-    INSERT INTO pgq.concurrency_wakeups (key, max_active)
-    SELECT key, max_active FROM counted WHERE waiting > 0 AND active < max_active
-), notified AS (
-    SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM promoted) AS due
-)
+-- pgq:include fragment_concurrency_handover
 SELECT c.id,
        CASE WHEN c.waited  -- a notification for pgq.wait; see job_finish_many.sql
             THEN c.state::text || pg_notify('pgq_finished', c.id::text)::text
