@@ -18,6 +18,7 @@ import psycopg
 
 from pgq import admin, limits, options, store, worker_registry
 from pgq.errors import ValidationError
+from pgq.scheduler import ScheduleStatus, schedule_status
 from pgq.web import store as web_store
 
 Connection = psycopg.Connection[Any]
@@ -421,34 +422,10 @@ def get_workflow(conn: Connection, workflow_id: int) -> WorkflowDetail | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleRow:
-    """One recurring job (the ``pgq.schedule_status`` view): its definition, its next and
-    last tick, its last job and how it ended, and whether it is overdue."""
-
-    name: str
-    task: str
-    queue: str
-    expression: str
-    timezone: str
-    active: bool
-    next_tick_at: datetime | None
-    last_tick_at: datetime | None
-    last_job_id: int | None
-    last_enqueued_at: datetime | None
-    last_outcome: str | None
-    last_outcome_at: datetime | None
-    last_success_at: datetime | None
-    last_skipped_at: datetime | None
-    skipped_ticks: int
-    grace_seconds: float
-    overdue: bool
-    overdue_since: datetime | None
-
-
-def schedules(conn: Connection) -> list[ScheduleRow]:
-    """Every schedule, active ones first, by name (one row per schedule: no job scan)."""
-    return [ScheduleRow(*row) for row in store.fetch(conn, store.select_schedule_status())]
+def schedules(conn: Connection) -> list[ScheduleStatus]:
+    """Every schedule, active ones first, by name (one row per schedule: no job scan): the
+    rows `pgq schedules` prints."""
+    return schedule_status(conn)
 
 
 @dataclass(frozen=True, slots=True)
