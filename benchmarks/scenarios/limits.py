@@ -21,7 +21,8 @@ import statistics
 from collections.abc import Iterator
 
 import pgq
-from benchmarks.apps.limited import LIMITED, RATE, RATED
+from benchmarks.apps.limited import LIMITED
+from benchmarks.apps.rated import RATE, RATED
 from benchmarks.db import BenchError, connect, fresh_database
 from benchmarks.harness import Context, Result
 from benchmarks.scenarios.drain import burst_drain, checked_span, drain_timeout, enqueue_noops
@@ -29,9 +30,10 @@ from benchmarks.workers import WorkerProcess
 
 NAME = "limits"
 APP = "benchmarks.apps.limited"
+RATED_APP = "benchmarks.apps.rated"
 N, N_QUICK = 20_000, 2_000
 KEYS = 1_000
-ROUNDS = 3  # each round drains once plainly and once limited
+ROUNDS = 5  # each round drains once plainly and once limited
 TARGET_RATIO = 0.7
 RATE_SECONDS, RATE_SECONDS_QUICK = 60, 5
 RATE_WORKERS = 8
@@ -98,7 +100,7 @@ def rate_accuracy(ctx: Context) -> Result:
         ctx.log(f"limits: {RATE_WORKERS} workers start {n:,} jobs at {RATE}/s")
         with contextlib.ExitStack() as stack:
             workers = [
-                stack.enter_context(WorkerProcess(url, "--burst", app=APP))
+                stack.enter_context(WorkerProcess(url, "--burst", app=RATED_APP))
                 for _ in range(RATE_WORKERS)
             ]
             for worker in workers:

@@ -6,7 +6,7 @@
 -- never wait on each other in a circle) and read at its newest version, so `active` counts
 -- every promotion and release committed before, even after our snapshot. The blocked jobs
 -- are locked with SKIP LOCKED, and one promoted by another statement since our snapshot no
--- longer matches `state = 'blocked'` when locked: it is skipped, never promoted twice.
+-- longer matches `state > 'cancelled'` (blocked) when locked: it is skipped, never promoted twice.
 -- A key seen for the first time has no row yet: it is created here (ON CONFLICT DO
 -- NOTHING if another pass creates it at the same time) and its wakeups stay for the next
 -- pass, which can lock it: two passes inserting the same new row could otherwise each fill
@@ -46,7 +46,7 @@ WITH woken AS MATERIALIZED (
     FROM slots AS s
     CROSS JOIN LATERAL (
         SELECT id FROM pgq.jobs
-        WHERE state = 'blocked' AND concurrency_key = s.key
+        WHERE concurrency_key = s.key AND state > 'cancelled'  -- blocked: see the hand-over
         ORDER BY id
         LIMIT greatest(s.max_active - s.active, 0)
         FOR UPDATE SKIP LOCKED
@@ -57,13 +57,15 @@ WITH woken AS MATERIALIZED (
     FROM next
     WHERE j.id = next.id
     RETURNING j.queue, j.concurrency_key
+), promoted_per_key AS (
+    SELECT concurrency_key AS key, count(*)::int AS n FROM promoted GROUP BY concurrency_key
 ), per_key AS (
     SELECT s.key,
-           (SELECT count(*) FROM promoted AS p WHERE p.concurrency_key = s.key)::int
-               AS promoted,
+           coalesce(p.n, 0) AS promoted,
            (SELECT count(*) FROM pgq.jobs
-            WHERE state = 'blocked' AND concurrency_key = s.key)::int AS blocked
+            WHERE concurrency_key = s.key AND state > 'cancelled')::int AS blocked
     FROM slots AS s
+    LEFT JOIN promoted_per_key AS p ON p.key = s.key
 ), counted AS (
     UPDATE pgq.concurrency_keys AS k
     SET max_active = s.max_active,
