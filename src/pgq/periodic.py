@@ -108,6 +108,21 @@ class Schedule:
         """How long without a success before the schedule is overdue."""
         return self.grace if self.grace is not None else GRACE_PERIODS_DEFAULT * self.period()
 
+    @functools.cached_property
+    def job_limits(self) -> dict[str, Any]:
+        """The concurrency or rate limit the task puts its jobs under, for this schedule's
+        fixed args, as schedule_tick_many.sql reads them: a scheduled job waits for its
+        key's slot like an enqueued one. OptionError when a key function fails."""
+        concurrency = self.task.concurrency_for(self.args)
+        rate = self.task.rate_for(self.args)
+        return {
+            "concurrency_key": concurrency[0] if concurrency else None,
+            "concurrency_limit": concurrency[1] if concurrency else None,
+            "rate_key": rate[0] if rate else None,
+            "max_starts": rate[1] if rate else None,
+            "period": rate[2] if rate else None,
+        }
+
     def period(self) -> timedelta:
         """The interval, or a cron expression's longest gap between its coming ticks."""
         if self.every is not None:
@@ -332,6 +347,7 @@ def check_schedule(definition: Schedule) -> None:
         _check_when(definition)
         _check_options(definition)
         encode_args(definition.args)
+        _ = definition.job_limits  # a key function that fails is refused here, not at a tick
     except PgqError as exc:
         raise ScheduleError(f"{label}: {exc}") from None
     task = definition.task

@@ -182,7 +182,8 @@ def run_once(
         if following is None or following <= db_now:
             due, following = definition.due_and_next(after, db_now)
         if due:
-            ticks.append(_tick_json(name, last_tick_at, definition_hash, due, following))
+            tick = _tick_json(name, last_tick_at, definition_hash, due, following)
+            ticks.append(tick | definition.job_limits)
             after = due[-1]  # what the row will say if this pass wins
         memo[(definition_hash, after)] = following
         upcoming.append(following)

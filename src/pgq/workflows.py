@@ -26,7 +26,15 @@ from pgq import store
 from pgq.admin import CancelResult, cancel_jobs, check_job_id
 from pgq.errors import OptionError
 from pgq.registry import JobSpec, TaskCall
-from pgq.rows import UNIQUE_KEY, Row, checked_rows, concurrency_all, json_text
+from pgq.rows import (
+    UNIQUE_KEY,
+    Row,
+    checked_rows,
+    concurrency_all,
+    concurrency_of,
+    json_text,
+    rate_of,
+)
 
 Step: TypeAlias = "JobSpec | Chain | Group"
 OnFailure = Literal["cancel", "run"]
@@ -265,13 +273,16 @@ def _checked_rows(nodes: Sequence[_Node]) -> list[Row]:
     # with the job's position in the workflow's order.
     specs = [node.spec for node in nodes]
     rows = checked_rows(specs)
-    limited = concurrency_all(specs)
-    if limited is not None:
-        position = next(i for i, found in enumerate(limited) if found is not None)
+    if concurrency_all(specs) is not None:  # some job has a limit of either kind
+        position, spec = next(
+            (i, spec)
+            for i, spec in enumerate(specs)
+            if concurrency_of(spec) is not None or rate_of(spec) is not None
+        )
         raise OptionError(
-            f"jobs[{position}] ({specs[position].task}): a task with a concurrency limit "
-            "cannot be part of a workflow yet (a waiting job would not take its key's slot "
-            "when released); enqueue it on its own, e.g. from a workflow job's task"
+            f"jobs[{position}] ({spec.task}): a task with a concurrency or rate limit cannot "
+            "be part of a workflow yet (a waiting job would not wait for its key when "
+            "released); enqueue it on its own, e.g. from a workflow job's task"
         )
     for position, row in enumerate(rows):
         if row[UNIQUE_KEY] is not None:

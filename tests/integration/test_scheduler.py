@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pgq
-from pgq import scheduler
+from pgq import scheduler, store
 from pgq.cli import _register_commands, app
 from pgq.periodic import Schedule, ScheduleRegistry, schedule
 from pgq.registry import Registry
@@ -127,6 +127,70 @@ def test_the_schedule_overrides_the_tasks_queue_and_priority(sconn: Conn) -> Non
     created_at(sconn, "hourly", T0 - timedelta(minutes=30))
     scheduler.run_once(sconn, [custom], now=T0)
     assert [j[1:5] for j in jobs(sconn)] == [("urgent", {"kind": "hourly"}, 9, 1)]
+
+
+@pgq.task(registry=TASKS, concurrency_limit=1, concurrency_key=lambda args: f"sync:{args['kind']}")
+def sync_account(kind: str) -> None:
+    pass
+
+
+@pgq.task(registry=TASKS, rate_limit="2/m")
+def call_api(kind: str) -> None:
+    pass
+
+
+def test_a_limited_tasks_ticks_wait_blocked_under_its_key(sconn: Conn) -> None:
+    """A scheduled job is limited like an enqueued one: it starts blocked, with its key,
+    and the key gets a wakeup (concurrency) or its rate row (rate)."""
+    sconn.execute("TRUNCATE pgq.jobs, pgq.concurrency_wakeups, pgq.rate_limits")
+    limited = define("limited", task=sync_account, catch_up=3)
+    rated = define("rated", task=call_api, catch_up=3)
+    scheduler.sync(sconn, [limited, rated])
+    for name in ("limited", "rated"):
+        created_at(sconn, name, T0 - timedelta(hours=3, minutes=30))
+    result = scheduler.run_once(sconn, [limited, rated], now=T0)
+    assert result.enqueued == {"limited": 3, "rated": 3}
+
+    states = sconn.execute(
+        "SELECT task, state::text, concurrency_key, rate_key, count(*) FROM pgq.jobs"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1"
+    ).fetchall()
+    assert states == [
+        (call_api.name, "blocked", None, call_api.name, 3),
+        (sync_account.name, "blocked", "sync:limited", None, 3),
+    ]
+    wakeups = sconn.execute("SELECT key, max_active FROM pgq.concurrency_wakeups").fetchall()
+    assert wakeups == [("sync:limited", 1)]
+    rates = sconn.execute("SELECT key, max_starts, period FROM pgq.rate_limits").fetchall()
+    assert rates == [(call_api.name, 2, 60.0)]
+
+    # A promotion pass lets one job of the key through, the oldest tick first.
+    sconn.execute(store.load_sql("concurrency_keys_unblock"), {"limit": 100})  # creates the key
+    sconn.execute(store.load_sql("concurrency_keys_unblock"), {"limit": 100})  # fills its slot
+    queued = sconn.execute(
+        "SELECT run_at FROM pgq.jobs WHERE task = %s AND state = 'queued'", (sync_account.name,)
+    ).fetchall()
+    assert queued == [(T0 - timedelta(hours=2),)]
+
+
+def test_a_blocked_previous_job_counts_as_live_for_skip(sconn: Conn) -> None:
+    sconn.execute("TRUNCATE pgq.jobs, pgq.concurrency_wakeups")
+    limited = define("limited", task=sync_account)
+    scheduler.sync(sconn, [limited])
+    created_at(sconn, "limited", T0 - timedelta(minutes=30))
+    scheduler.run_once(sconn, [limited], now=T0)
+    result = scheduler.run_once(sconn, [limited], now=T0 + timedelta(hours=1))
+    assert (result.enqueued, result.skipped) == ({"limited": 0}, ["limited"])
+    assert sconn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (1,)
+
+
+def test_a_schedule_whose_key_function_fails_is_refused_when_defined() -> None:
+    @pgq.task(registry=Registry(), concurrency_limit=1, concurrency_key=lambda args: args["id"])
+    def by_id(kind: str) -> None:
+        pass
+
+    with pytest.raises(pgq.ScheduleError, match=r"schedule 'broken'.*concurrency_key.*KeyError"):
+        define("broken", task=by_id)
 
 
 def test_after_an_outage_one_tick_by_default_and_catch_up_n_oldest_first(sconn: Conn) -> None:

@@ -374,3 +374,12 @@ def test_a_concurrency_limited_task_is_refused_in_a_workflow(conn: Conn, reg: Re
     with pytest.raises(pgq.OptionError, match=r"jobs\[1\] \(wf.limited\): a task with a con"):
         pgq.chain(pgq.JobSpec("wf.x"), limited.spec()).enqueue(conn)
     assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
+
+
+def test_a_rate_limited_task_is_refused_in_a_workflow(conn: Conn, reg: Registry) -> None:
+    @pgq.task(name="wf.rated", registry=reg, rate_limit="2/m")
+    def rated() -> None: ...
+
+    with pytest.raises(pgq.OptionError, match=r"jobs\[2\] \(wf.rated\): .* or rate limit"):
+        pgq.chain(pgq.JobSpec("wf.x"), pgq.group([pgq.JobSpec("wf.y"), rated.spec()])).enqueue(conn)
+    assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)

@@ -19,15 +19,23 @@
 --
 -- Each job's run_at is its tick, so a task can read the tick it runs for. One NOTIFY per
 -- queue, delivered at COMMIT like enqueue's.
+--
+-- A schedule whose task has a concurrency or a rate limit sends its job's key and limit
+-- (concurrency_key and concurrency_limit, or rate_key, max_starts and period; null
+-- otherwise): its jobs are inserted `blocked` and wait for their key as enqueued ones do,
+-- with a wakeup for the key's promotion pass, or the key's rate row when it has none (see
+-- job_insert_many_blocked.sql). A blocked previous job counts as live for 'skip'.
 -- Returns (name, enqueued, skipped, last_job_id) per schedule advanced.
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset(%(ticks)s::jsonb) AS t(
         name text, expected timestamptz, definition_hash text, ticks timestamptz[],
-        next_tick_at timestamptz)
+        next_tick_at timestamptz, concurrency_key text, concurrency_limit int,
+        rate_key text, max_starts int, period float8)
 ), won AS MATERIALIZED (
     SELECT s.name, s.task, s.queue, s.args, s.priority, s.max_attempts, s.overlap,
-           s.last_job_id, i.ticks, i.next_tick_at
+           s.last_job_id, i.ticks, i.next_tick_at, i.concurrency_key, i.concurrency_limit,
+           i.rate_key, i.max_starts, i.period
     FROM input AS i
     JOIN pgq.schedules AS s ON s.name = i.name
     WHERE s.active
@@ -46,18 +54,33 @@ WITH input AS (
     SELECT w.*, j.state AS previous_state,
            coalesce(j.finished_at, j.started_at, j.created_at) AS previous_at,
            j.finished_at AS previous_finished_at,
-           CASE WHEN w.overlap = 'skip' AND j.state IN ('queued', 'running') THEN NULL
+           CASE WHEN w.overlap = 'skip' AND j.state IN ('queued', 'running', 'blocked')
+                THEN NULL
                 ELSE ARRAY(SELECT nextval('pgq.jobs_id_seq') FROM unnest(w.ticks)) END AS ids
     FROM won AS w
     LEFT JOIN pgq.jobs AS j ON j.id = w.last_job_id
 ), inserted AS (
-    INSERT INTO pgq.jobs (id, queue, task, args, priority, run_at, max_attempts)
+    INSERT INTO pgq.jobs (id, queue, task, args, priority, run_at, max_attempts, state,
+                          concurrency_key, rate_key)
     OVERRIDING SYSTEM VALUE
-    SELECT t.id, d.queue, d.task, d.args, d.priority, t.tick, d.max_attempts
+    SELECT t.id, d.queue, d.task, d.args, d.priority, t.tick, d.max_attempts,
+           CASE WHEN d.concurrency_key IS NULL AND d.rate_key IS NULL THEN 'queued'
+                ELSE 'blocked' END::pgq.job_state,
+           d.concurrency_key, d.rate_key
     FROM decided AS d
     CROSS JOIN LATERAL unnest(d.ids, d.ticks) AS t(id, tick)
     WHERE d.ids IS NOT NULL
     RETURNING id, queue
+), woken AS (
+    INSERT INTO pgq.concurrency_wakeups (key, max_active)
+    SELECT concurrency_key, concurrency_limit FROM decided
+    WHERE ids IS NOT NULL AND concurrency_key IS NOT NULL
+), rates AS (
+    INSERT INTO pgq.rate_limits (key, max_starts, period)
+    SELECT DISTINCT ON (rate_key) rate_key, max_starts, period FROM decided
+    WHERE ids IS NOT NULL AND rate_key IS NOT NULL
+    ORDER BY rate_key
+    ON CONFLICT (key) DO NOTHING
 ), advanced AS (
     UPDATE pgq.schedules AS s
     SET last_tick_at = d.ticks[cardinality(d.ticks)],
