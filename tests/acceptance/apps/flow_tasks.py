@@ -91,3 +91,23 @@ def plain(ctx: JobContext, seq: int) -> None:
           rate_key="api")  # fmt: skip
 def rated(ctx: JobContext, seq: int) -> None:
     _run(ctx, "api", seq, 0.0)
+
+
+# The no-churn tests (test_flow_no_churn.py): every job of queue "held" waits on a limit
+# that has no room. These tasks write nothing to the database, so whatever transactions the
+# test database counts while they wait are the worker's own.
+HELD = "held"
+
+
+@pgq.task(name="flow.holds_slot", queue=HELD, pass_context=True, concurrency_limit=1,
+          concurrency_key="held")  # fmt: skip
+def holds_slot(ctx: JobContext, seq: int, seconds: float = 60.0) -> None:
+    """Holds the key's only slot until the worker stops (or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while not ctx.should_stop() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pgq.task(name="flow.scarce", queue=HELD, rate_limit="2/h", rate_key="scarce")
+def scarce(seq: int) -> None:
+    """Returns at once; its key admits two starts an hour, so the rest of its jobs wait."""
