@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 SCHEMA = "pgq"
 # The schema version this code needs; every migration writes its own into the schema comment.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 VERSION_LOCATION = "pgq:migrations/versions"
 REVISION_PREFIX = "pgq_"  # every pgq revision id starts with it
 # alembic keeps the running migration in module globals (alembic.context), so two

@@ -1,4 +1,5 @@
-"""The reaper: takes back jobs whose lease lapsed, and prunes finished jobs past retention.
+"""The reaper: takes back jobs whose lease lapsed, prunes finished jobs past retention and
+the rows of flow-control keys nothing uses any more.
 
 A worker that dies (kill -9, OOM, a lost network) leaves its jobs ``running`` with a lease
 that nobody extends. The reaper finds them by database time and, in one fenced statement
@@ -11,8 +12,9 @@ Every ``pgq work`` runs [`run`][pgq.reaper.run] in a thread, and ``pgq reap`` ru
 Only one process does the work at a time: each batch is a short transaction that first takes a
 transaction-scoped advisory lock (safe behind PgBouncer in transaction mode, released by a
 crash with the connection); a process that does not get it skips the pass. Tests call
-[`reap_once`][pgq.reaper.reap_once] and [`prune_once`][pgq.reaper.prune_once] directly,
-with ``now`` to move time.
+[`reap_once`][pgq.reaper.reap_once], [`prune_once`][pgq.reaper.prune_once] and
+[`prune_limit_keys`][pgq.reaper.prune_limit_keys] directly (the first two with ``now`` to
+move time).
 """
 
 from __future__ import annotations
@@ -283,6 +285,78 @@ def prune_once(
     return PruneResult(deleted, batches)
 
 
+LIMIT_KEY_KINDS = ("concurrency", "rate")  # pgq.concurrency_keys, then pgq.rate_limits
+
+
+@dataclass(frozen=True)
+class KeyPruneResult:
+    """What one [`prune_limit_keys`][pgq.reaper.prune_limit_keys] call deleted: idle rows of
+    ``pgq.concurrency_keys`` and ``pgq.rate_limits``, per kind.
+
+    ``resume`` is ``(kind, key)`` where the next call carries on when this one stopped
+    early (``max_batches``), else None. ``complete`` is False when it stopped early or was
+    ``locked_out``.
+    """
+
+    deleted: Mapping[str, int] = field(default_factory=dict)
+    batches: int = 0
+    locked_out: bool = False
+    resume: tuple[str, str] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.resume is None and not self.locked_out
+
+
+def prune_limit_keys(
+    conn: psycopg.Connection[Any],
+    config: ReaperConfig | None = None,
+    *,
+    after: tuple[str, str] | None = None,
+    max_batches: int | None = None,
+) -> KeyPruneResult:
+    """Delete the rows of concurrency and rate keys nothing needs any more, in batches.
+
+    A concurrency key's row goes when no job holds a slot, none is blocked, no wakeup waits
+    and no failed or cancelled job of the key is left to retry; a rate key's row when no job
+    is blocked and its newest start is older than its period, unless a worker wrote it from
+    its code (sql/concurrency_keys_prune.sql and sql/rate_limits_prune.sql say why that is
+    safe against racing finishes, passes, claims and enqueues). Each batch looks at the next
+    ``config.prune_batch_size`` keys in key order, in its own transaction under the
+    pruner's advisory lock. Stops after ``max_batches`` batches (the result's ``resume`` is
+    the ``after`` to carry on from) or when another process holds the lock.
+    """
+    config = config or ReaperConfig()
+    _check_idle(conn)
+    first, key = after or (LIMIT_KEY_KINDS[0], "")
+    deleted = dict.fromkeys(LIMIT_KEY_KINDS, 0)
+    batches = 0
+    for kind in LIMIT_KEY_KINDS[LIMIT_KEY_KINDS.index(first) :]:
+        while True:
+            if max_batches is not None and batches >= max_batches:
+                return KeyPruneResult(deleted, batches, resume=(kind, key))
+            statement = _key_prune_statement(kind, key, config.prune_batch_size)
+            with conn.transaction():
+                if not _try_lock(conn, store.try_prune_lock(key=PRUNE_LOCK_KEY)):
+                    return KeyPruneResult(deleted, batches, locked_out=True, resume=(kind, key))
+                scanned, last_key, count = store.fetch(conn, statement)[0]
+            batches += 1
+            deleted[kind] += count
+            if scanned < config.prune_batch_size:
+                break
+            key = last_key
+        key = ""
+    if sum(deleted.values()):
+        log.info("pruned idle limit keys: %s", ", ".join(f"{n} {k}" for k, n in deleted.items()))
+    return KeyPruneResult(deleted, batches)
+
+
+def _key_prune_statement(kind: str, after: str, limit: int) -> store.Statement:
+    if kind == "concurrency":
+        return store.prune_concurrency_keys(after=after, limit=limit)
+    return store.prune_rate_limits(after=after, limit=limit)
+
+
 def run(
     url: str,
     config: ReaperConfig | None = None,
@@ -330,6 +404,7 @@ class _Loop:
     pgbouncer: bool | None = None
     failures: int = 0
     next_prune: float = 0.0  # time.monotonic() of the next prune
+    keys_resume: tuple[str, str] | None = None  # where the pruning of limit keys carries on
 
     def serve(self) -> None:
         """Connect, then pass every interval until stopped; raises on connection errors."""
@@ -352,8 +427,13 @@ class _Loop:
         if self.config.prune_interval is None or time.monotonic() < self.next_prune:
             return None
         result = prune_once(conn, self.config, max_batches=self.config.prune_max_batches)
+        # After the jobs: a pruned failed job may be what kept its key's row.
+        keys = prune_limit_keys(
+            conn, self.config, after=self.keys_resume, max_batches=self.config.prune_max_batches
+        )
+        self.keys_resume = keys.resume
         # Unfinished (a backlog, or another process pruning): carry on after the next reap.
-        wait = self.config.prune_interval if result.complete else 0.0
+        wait = self.config.prune_interval if result.complete and keys.complete else 0.0
         self.next_prune = time.monotonic() + wait
         return result
 

@@ -213,15 +213,26 @@ def insert_rated_job(
 
 
 def claim_rated_jobs(
-    *, queues: list[str], tasks: list[str], leases: list[float], limit: int, worker_id: str
+    *,
+    queues: list[str],
+    tasks: list[str],
+    leases: list[float],
+    rates: list[tuple[int, float] | None],
+    limit: int,
+    worker_id: str,
 ) -> Statement:
-    """Admit and claim up to ``limit`` jobs of rate-limited keys; rows as ``claim_jobs``."""
+    """Admit and claim up to ``limit`` jobs of rate-limited keys; rows as ``claim_jobs``.
+
+    ``rates[i]`` is ``tasks[i]``'s rate limit (starts, period seconds), or None: the limit a
+    key with due jobs of the task and no row gets (see job_claim_rated.sql)."""
     return Statement(
         "job_claim_rated",
         {
             "queues": text_array(queues),
             "tasks": text_array(tasks),
             "leases": number_array(leases),
+            "max_starts": text_array(None if rate is None else str(rate[0]) for rate in rates),
+            "periods": text_array(None if rate is None else repr(rate[1]) for rate in rates),
             "limit": limit,
             "worker_id": worker_id,
         },
@@ -541,6 +552,18 @@ def count_table_churn() -> Statement:
 def vacuum_jobs() -> Statement:
     """VACUUM pgq.jobs, unless someone is vacuuming it already; autocommit only."""
     return Statement("job_table_vacuum", {})
+
+
+def prune_concurrency_keys(*, after: str, limit: int) -> Statement:
+    """Delete the idle rows among the next ``limit`` concurrency keys after ``after``;
+    returns one row ``(scanned, last_key, deleted)`` (see concurrency_keys_prune.sql)."""
+    return Statement("concurrency_keys_prune", locals())
+
+
+def prune_rate_limits(*, after: str, limit: int) -> Statement:
+    """Delete the idle rows among the next ``limit`` rate keys after ``after``; returns one
+    row ``(scanned, last_key, deleted)`` (see rate_limits_prune.sql)."""
+    return Statement("rate_limits_prune", locals())
 
 
 def try_prune_lock(*, key: int, idle_timeout: str = "10s") -> Statement:

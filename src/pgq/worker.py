@@ -197,6 +197,10 @@ class Worker:
         self._lease_by_task = {t.name: t.lease or config.lease for t in registry}
         self._names = list(self._lease_by_task)
         self._leases = list(self._lease_by_task.values())
+        # Each task's rate limit, or None: the rated claim gives a key with due jobs and no
+        # row (the pruner deleted it) the limit of its task (job_claim_rated.sql).
+        rate_by_task = {t.name: t.rate_limit for t in registry}
+        self._rates = [rate_by_task[name] for name in self._names]
         # Jobs handed to a thread (started or waiting in the threads' queue) or to the loop.
         self._running: dict[int, _Running] = {}
         self._ready: deque[ClaimedJob] = deque()  # async jobs claimed ahead, waiting for a slot
@@ -475,6 +479,7 @@ class Worker:
             queues=queues,
             tasks=self._names,
             leases=self._leases,
+            rates=self._rates,
             limit=limit,
             worker_id=self.config.worker_id,
         )

@@ -727,3 +727,36 @@ def test_downgrade_from_0012_restores_0011_and_queues_waiting_jobs(
         assert conn.execute("SELECT state::text FROM pgq.jobs").fetchall() == [("queued",)]
         conn.execute("DELETE FROM pgq.jobs")
     assert catalog(empty_db_url) == catalog(second_empty_db_url)
+
+
+# --- 0013: limit keys pruned --------------------------------------------------------------------
+
+
+def test_upgrade_from_0012_keeps_rate_keys_unsynced(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "pgq_0012")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.rate_limits (key, max_starts, period, starts) "
+                     "VALUES ('k', 3, 1, ARRAY[now()])")  # fmt: skip
+
+    migrate.upgrade(empty_db_url, "pgq_0013")
+
+    with psycopg.connect(empty_db_url) as conn:
+        rows = conn.execute("SELECT key, max_starts, period, synced FROM pgq.rate_limits")
+        assert rows.fetchall() == [("k", 3, 1.0, False)]
+        shown = conn.execute("SELECT kind, key, in_use FROM pgq.flow_limits").fetchall()
+        assert shown == [("rate", "k", 1)]
+
+
+def test_downgrade_from_0013_restores_0012(empty_db_url: str, second_empty_db_url: str) -> None:
+    migrate.upgrade(second_empty_db_url, "pgq_0012")
+    migrate.upgrade(empty_db_url, "pgq_0013")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("INSERT INTO pgq.rate_limits (key, max_starts, period, synced) "
+                     "VALUES ('k', 1, 1, true)")  # fmt: skip
+
+    migrate.downgrade(empty_db_url, "pgq_0012")
+
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT key FROM pgq.rate_limits").fetchall() == [("k",)]
+        conn.execute("DELETE FROM pgq.rate_limits")
+    assert catalog(empty_db_url) == catalog(second_empty_db_url)

@@ -27,8 +27,8 @@ Conn = psycopg.Connection[Any]
 
 def rated_claim(conn: Conn, limit: int = 100, tasks: tuple[str, ...] = ("rate.t",)) -> list[int]:
     statement = store.claim_rated_jobs(
-        queues=["default"], tasks=list(tasks), leases=[30.0] * len(tasks), limit=limit,
-        worker_id="test",
+        queues=["default"], tasks=list(tasks), leases=[30.0] * len(tasks),
+        rates=[(5, 1.0)] * len(tasks), limit=limit, worker_id="test",
     )  # fmt: skip
     return [row[0] for row in store.fetch(conn, statement)]
 

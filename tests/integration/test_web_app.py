@@ -380,7 +380,10 @@ def test_the_limits_page_shows_keys_and_pauses(read_only: str, conn: Conn) -> No
     assert "No queue is paused" in request("GET", read_only + "/limits").body
     limits.pause_queue(conn, "mail")
     conn.execute("INSERT INTO pgq.concurrency_keys (key, max_active, active) VALUES ('api', 5, 2)")
-    conn.execute("INSERT INTO pgq.rate_limits (key, max_starts, period) VALUES ('sms', 10, 60)")
+    conn.execute(
+        "INSERT INTO pgq.rate_limits (key, max_starts, period, starts) "
+        "VALUES ('sms', 10, 60, ARRAY[now()])"
+    )  # in use: shown
     page = request("GET", read_only + "/limits")
     assert page.status == 200
     assert 'id="concurrency-api"' in page.body and "5 at once" in page.body

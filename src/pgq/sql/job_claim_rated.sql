@@ -1,9 +1,10 @@
 -- Claim up to %(limit)s jobs of rate-limited keys, admitting each under its key's limit, in
 -- one statement: a job's start is its claim, in database time.
 --
--- For each key with a due blocked job of our queues and tasks (one index probe per key of
--- pgq.rate_limits), the key's row is locked with SKIP LOCKED (another worker admitting
--- that key right now keeps it; no worker ever waits here) and read at its newest version.
+-- For each key with a due blocked job of our queues and tasks (fragment_rate_keys_due.sql:
+-- found from the blocked jobs' index, one probe per key that has any), the key's row is
+-- locked with SKIP LOCKED (another worker admitting that key right now keeps it; no worker
+-- ever waits here) and read at its newest version.
 -- The time of admission t is clock_timestamp() taken after the lock, so admissions of one
 -- key are in time order whatever the transactions' start times. The window (t - period,
 -- t] holds the starts of the row that are newer than t - period; the key admits
@@ -12,22 +13,36 @@
 -- Blocked jobs are locked with SKIP LOCKED too and re-checked: one another statement
 -- claimed since our snapshot is skipped.
 --
+-- A key with due jobs and no row (the pruner deleted an idle row while a job of the key
+-- was being enqueued, retried or sent back; see rate_limits_prune.sql) gets its row here,
+-- with the limit of the task of its oldest due job (%(max_starts)s and %(periods)s, one per
+-- task as %(leases)s, NULL for a task without a rate limit), and no starts: the pruner only
+-- deletes a row whose starts have all left the window. Its jobs are admitted from the next
+-- claim on, which can lock the row: two claims inserting the same new row could otherwise
+-- each fill its window (as for new keys in concurrency_keys_unblock.sql).
+--
 -- Returns the columns of job_claim.sql; `limited` is true, so the worker writes the outcome
--- with job_finish_limited.sql, which sends a retry back `blocked`, to be admitted again. A key with no room admits nothing and its jobs are
--- never claimed to be put back: rate_limit_next_free.sql says when to look again.
-WITH keys AS MATERIALIZED (
-    SELECT r.key
-    FROM pgq.rate_limits AS r
-    WHERE EXISTS (
-        SELECT 1 FROM pgq.jobs AS j
-        WHERE j.state = 'blocked' AND j.rate_key = r.key
-          AND j.queue = ANY(%(queues)s::text[]) AND j.task = ANY(%(tasks)s::text[])
-          AND j.run_at <= now()
-    )
+-- with job_finish_limited.sql, which sends a retry back `blocked`, to be admitted again. A
+-- key with no room admits nothing and its jobs are never claimed to be put back:
+-- rate_limit_next_free.sql says when to look again.
+WITH RECURSIVE
+-- pgq:include fragment_rate_keys_due
+), created AS (
+    INSERT INTO pgq.rate_limits (key, max_starts, period)
+    SELECT d.key, l.max_starts, l.period
+    FROM due AS d
+    CROSS JOIN LATERAL (
+        SELECT (%(max_starts)s::int[])[array_position(%(tasks)s::text[], d.task)] AS max_starts,
+               (%(periods)s::float8[])[array_position(%(tasks)s::text[], d.task)] AS period
+    ) AS l
+    WHERE l.max_starts IS NOT NULL AND l.period IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM pgq.rate_limits AS r WHERE r.key = d.key)
+    ORDER BY d.key
+    ON CONFLICT (key) DO NOTHING
 ), locked AS MATERIALIZED (
     SELECT r.key, r.max_starts, r.period, r.starts
     FROM pgq.rate_limits AS r
-    WHERE r.key IN (SELECT key FROM keys)
+    WHERE r.key = ANY(ARRAY(SELECT key FROM due))  -- index lookups, not a scan of every row
     ORDER BY r.key
     FOR UPDATE OF r SKIP LOCKED
 ), timed AS MATERIALIZED (
@@ -70,7 +85,9 @@ WITH keys AS MATERIALIZED (
     UPDATE pgq.rate_limits AS r
     SET starts = w.recent || ARRAY(SELECT w.t FROM claimed AS c WHERE c.rate_key = w.key)
     FROM timed AS w
-    WHERE r.key = w.key
+    -- The keys again as `= ANY`: index lookups, where the join alone was planned as a hash
+    -- join over a scan of the whole table.
+    WHERE r.key = w.key AND r.key = ANY(ARRAY(SELECT key FROM timed))
 )
 SELECT id, queue, task, args, attempts, max_attempts, lease_token, priority, run_at,
        created_at, lag_seconds, has_dependents, limited
