@@ -13,7 +13,7 @@ Only one process does the work at a time: each batch is a short transaction that
 transaction-scoped advisory lock (safe behind PgBouncer in transaction mode, released by a
 crash with the connection); a process that does not get it skips the pass. Tests call
 [`reap_once`][pgq.reaper.reap_once], [`prune_once`][pgq.reaper.prune_once] and
-[`prune_limit_keys`][pgq.reaper.prune_limit_keys] directly (the first two with ``now`` to
+``prune_limit_keys`` directly (the first two with ``now`` to
 move time).
 """
 
@@ -290,7 +290,7 @@ LIMIT_KEY_KINDS = ("concurrency", "rate")  # pgq.concurrency_keys, then pgq.rate
 
 @dataclass(frozen=True)
 class KeyPruneResult:
-    """What one [`prune_limit_keys`][pgq.reaper.prune_limit_keys] call deleted: idle rows of
+    """What one ``prune_limit_keys`` call deleted: idle rows of
     ``pgq.concurrency_keys`` and ``pgq.rate_limits``, per kind.
 
     ``resume`` is ``(kind, key)`` where the next call carries on when this one stopped
