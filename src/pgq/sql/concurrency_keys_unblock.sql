@@ -25,7 +25,7 @@ WITH woken AS MATERIALIZED (
     FROM woken
     GROUP BY key
 ), slots AS MATERIALIZED (
-    SELECT k.key, w.max_active, k.active
+    SELECT k.key, w.max_active, k.active, k.waiting
     FROM pgq.concurrency_keys AS k
     JOIN wanted AS w ON w.key = k.key
     ORDER BY k.key
@@ -41,39 +41,18 @@ WITH woken AS MATERIALIZED (
     DELETE FROM pgq.concurrency_wakeups AS w
     USING woken
     WHERE w.id = woken.id AND woken.key IN (SELECT key FROM slots)
-), next AS MATERIALIZED (
-    SELECT b.id
-    FROM slots AS s
-    CROSS JOIN LATERAL (
-        SELECT id FROM pgq.jobs
-        WHERE concurrency_key = s.key AND state > 'cancelled'  -- blocked: see the hand-over
-        ORDER BY id
-        LIMIT greatest(s.max_active - s.active, 0)
-        FOR UPDATE SKIP LOCKED
-    ) AS b
-), promoted AS (
-    UPDATE pgq.jobs AS j
-    SET state = 'queued'
-    FROM next
-    WHERE j.id = next.id
-    RETURNING j.queue, j.concurrency_key
-), promoted_per_key AS (
-    SELECT concurrency_key AS key, count(*)::int AS n FROM promoted GROUP BY concurrency_key
-), per_key AS (
-    SELECT s.key,
-           coalesce(p.n, 0) AS promoted,
-           (SELECT count(*) FROM pgq.jobs
-            WHERE concurrency_key = s.key AND state > 'cancelled')::int AS blocked
-    FROM slots AS s
-    LEFT JOIN promoted_per_key AS p ON p.key = s.key
+-- pgq:include fragment_concurrency_promote
 ), counted AS (
+    -- `waiting`: the key's blocked jobs in this statement's snapshot, which still shows the
+    -- promoted ones blocked, less those.
     UPDATE pgq.concurrency_keys AS k
-    SET max_active = s.max_active,
-        active = s.active + c.promoted,
-        waiting = greatest(c.blocked - c.promoted, 0)
-    FROM slots AS s
-    JOIN per_key AS c ON c.key = s.key
-    WHERE k.key = s.key
+    SET max_active = n.max_active,
+        active = n.active + cardinality(n.ids),
+        waiting = greatest((SELECT count(*) FROM pgq.jobs
+                            WHERE concurrency_key = n.key AND state > 'cancelled')::int
+                           - cardinality(n.ids), 0)
+    FROM next AS n
+    WHERE k.key = n.key
     RETURNING k.key
 ), notified AS (
     SELECT pg_notify('pgq', queue) FROM (SELECT DISTINCT queue FROM promoted) AS due

@@ -12,32 +12,7 @@
     JOIN freed AS f ON f.key = k.key
     ORDER BY k.key
     FOR UPDATE OF k
-), next AS MATERIALIZED (
-    -- One row per key, its promoted ids in an array: the counts below read the row they
-    -- belong to, where a join of keys with promoted jobs was planned (for the handful of
-    -- rows a generic plan expects) as a nested loop, quadratic in the keys of a batch.
-    -- `state > 'cancelled'` is jobs_blocked_idx's own predicate (it means blocked): the
-    -- planner then knows every entry matches and reads the index in id order, stopping
-    -- after the free slots, and the index scan marks the entries of jobs promoted earlier
-    -- dead as it passes them. Asked for `state = 'blocked'`, it expected to filter most
-    -- entries out and read and sorted every entry of the key, promoted ones included:
-    -- quadratic in a key's backlog until a vacuum.
-    SELECT s.key, s.active, s.waiting, b.ids
-    FROM slots AS s
-    CROSS JOIN LATERAL (
-        SELECT ARRAY(
-            SELECT id FROM pgq.jobs
-            WHERE concurrency_key = s.key AND state > 'cancelled'
-            ORDER BY id
-            LIMIT greatest(s.max_active - s.active, 0)
-            FOR UPDATE SKIP LOCKED
-        ) AS ids
-    ) AS b
-), promoted AS (
-    UPDATE pgq.jobs AS j
-    SET state = 'queued'
-    WHERE j.id = ANY(ARRAY(SELECT unnest(ids) FROM next))
-    RETURNING j.queue
+-- pgq:include fragment_concurrency_promote
 ), counted AS (
     UPDATE pgq.concurrency_keys AS k
     SET active = n.active + cardinality(n.ids),
